@@ -1,0 +1,20 @@
+# The two commands a newcomer needs (see README): `make demo` and `make test`.
+.PHONY: demo test stack bootstrap lambda-build clean-local
+
+demo: ## Run the whole flow locally against the sandboxes and print what it did
+	infra/demo.sh
+
+test: ## Format, lint, unit + end-to-end tests on real local servers, template validation
+	infra/test.sh
+
+stack: ## Serve the service API on 127.0.0.1:$${SERVICE_PORT:-9000} with moto + sandboxes (Ctrl-C stops)
+	infra/stack.sh
+
+bootstrap: ## Install the project venvs (moto, cfn-lint, cargo-lambda)
+	infra/bootstrap.sh all
+
+lambda-build: bootstrap ## Build every Lambda for arm64 with cargo-lambda (target/lambda/<fn>/bootstrap)
+	PATH="$(CURDIR)/.venv/tools/bin:$$PATH" cargo lambda build --release --arm64 --bins -p functions
+
+clean-local: ## Remove local state (venvs stay)
+	rm -rf .local

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The test command (README, second command; .ci/run calls exactly this): installs what it needs,
+# then format, lint, unit tests, end-to-end tests against real local servers, template validation.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+step() { printf '\n== %s ==\n' "$*"; }
+
+step "bootstrap (project venvs: moto, cfn-lint, cargo-lambda)"
+infra/bootstrap.sh all
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "template.yaml validation (cfn-lint)"
+.venv/tools/bin/cfn-lint template.yaml
+
+step "start moto (DynamoDB/SQS/KMS stand-in) on loopback"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=ap-southeast-1 \
+       AWS_DEFAULT_REGION=ap-southeast-1 AWS_EC2_METADATA_DISABLED=true
+MOTO_ENDPOINT="$(infra/moto.sh start)"
+export MOTO_ENDPOINT
+trap 'infra/moto.sh stop' EXIT
+echo "moto at $MOTO_ENDPOINT"
+# Tests that need it fail loudly without it (REQUIRE_MOTO), instead of skipping silently.
+export REQUIRE_MOTO=1
+
+step "unit + end-to-end tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
