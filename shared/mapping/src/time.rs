@@ -57,12 +57,12 @@ pub fn parse_kv_datetime(s: &str) -> Result<DateTime<FixedOffset>, TimeError> {
     let year = cur
         .digits(4)
         .ok_or_else(|| err("expected a 4-digit year"))?;
-    cur.expect(b'-')
+    cur.eat(b'-')
         .ok_or_else(|| err("expected '-' after the year"))?;
     let month = cur
         .digits(2)
         .ok_or_else(|| err("expected a 2-digit month"))?;
-    cur.expect(b'-')
+    cur.eat(b'-')
         .ok_or_else(|| err("expected '-' after the month"))?;
     let day = cur.digits(2).ok_or_else(|| err("expected a 2-digit day"))?;
     let date = NaiveDate::from_ymd_opt(year as i32, month, day)
@@ -78,7 +78,7 @@ pub fn parse_kv_datetime(s: &str) -> Result<DateTime<FixedOffset>, TimeError> {
     let hour = cur
         .digits(2)
         .ok_or_else(|| err("expected a 2-digit hour"))?;
-    cur.expect(b':')
+    cur.eat(b':')
         .ok_or_else(|| err("expected ':' after the hour"))?;
     let minute = cur
         .digits(2)
@@ -178,7 +178,7 @@ impl Cursor<'_> {
     fn at_end(&self) -> bool {
         self.pos >= self.b.len()
     }
-    fn expect(&mut self, want: u8) -> Option<()> {
+    fn eat(&mut self, want: u8) -> Option<()> {
         (self.next()? == want).then_some(())
     }
     /// Exactly `n` ASCII digits as a number (n ≤ 4, so no overflow).
