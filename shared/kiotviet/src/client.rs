@@ -803,4 +803,90 @@ mod tests {
         assert_eq!(error_message(400, long.as_bytes()).len(), 300);
         assert_eq!(error_message(502, b""), "HTTP 502 Bad Gateway");
     }
+
+    mod fuzz {
+        use super::*;
+        use mapping::kiotviet::Page;
+        use proptest::prelude::*;
+
+        /// Arbitrary JSON, biased towards the keys KiotViet answers carry.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let key = prop_oneof![
+                Just("total".to_owned()),
+                Just("pageSize".to_owned()),
+                Just("data".to_owned()),
+                Just("removedIds".to_owned()),
+                Just("removeId".to_owned()),
+                Just("removeIds".to_owned()),
+                Just("timestamp".to_owned()),
+                Just("responseStatus".to_owned()),
+                Just("ResponseStatus".to_owned()),
+                Just("message".to_owned()),
+                Just("Message".to_owned()),
+                Just("errorCode".to_owned()),
+                Just("errors".to_owned()),
+                Just("error".to_owned()),
+                Just("error_description".to_owned()),
+                Just("id".to_owned()),
+                "[a-zA-Z]{0,8}",
+            ];
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                ".{0,12}".prop_map(Value::from),
+                Just(Value::from("2026-05-01T10:52:12.5730000")),
+                Just(Value::from("2026-10-07T14:39:09.4969693+07:00")),
+            ];
+            leaf.prop_recursive(4, 48, 6, move |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                    prop::collection::btree_map(key.clone(), inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn error_bodies_of_any_json_never_panic(status in 100u16..600, body in json_value()) {
+                let bytes = serde_json::to_vec(&body).expect("serialises");
+                let message = error_message(status, &bytes);
+                prop_assert!(!message.is_empty());
+                let _ = error_code(&bytes);
+                let failure = Failure::Status(Answer { status, retry_after: None, body: bytes });
+                let _ = failure.hand_over();
+                let _ = failure.into_error(true).to_string();
+            }
+
+            #[test]
+            fn error_bodies_of_any_bytes_never_panic(status in 0u16..1000, body in prop::collection::vec(any::<u8>(), 0..400)) {
+                let message = error_message(status, &body);
+                prop_assert!(message.chars().count() <= 300 || message.starts_with("HTTP"));
+                let _ = Failure::Status(Answer { status, retry_after: None, body }).into_error(false);
+            }
+
+            #[test]
+            fn page_answers_of_any_json_decode_or_fail_cleanly(body in json_value()) {
+                let bytes = serde_json::to_vec(&body).expect("serialises");
+                match decode::<Page>("GET /customers", &bytes) {
+                    Ok(page) => {
+                        let _ = page.decode::<Customer>();
+                        let _ = record_id_list(&page);
+                    }
+                    Err(KvError::Decode { path, .. }) => prop_assert!(path.starts_with("GET /customers")),
+                    Err(other) => prop_assert!(false, "unexpected {other:?}"),
+                }
+                let _ = decode_detail::<Product>("GET /products/1", &bytes);
+            }
+        }
+
+        fn record_id_list(page: &Page) -> Vec<i64> {
+            page.data
+                .iter()
+                .filter_map(mapping::kiotviet::record_id)
+                .collect()
+        }
+    }
 }
