@@ -1,1 +1,15 @@
-fn main() {}
+//! Lambda: the EventBridge schedule. Starts one incremental run per connected shop (R-SYN-7).
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    engine::telemetry::init_json();
+    let svc = engine::Service::from_env().await.map_err(Error::from)?;
+    run(service_fn(|_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async {
+        let out = engine::fan_out(&svc).await?;
+        Ok::<_, Error>(serde_json::to_value(out)?)
+    }))
+    .await
+}

@@ -1,1 +1,456 @@
-//! placeholder
+//! The local stack: the same flow as on AWS, on loopback.
+//!
+//! | AWS                                   | here                                               |
+//! |---------------------------------------|----------------------------------------------------|
+//! | DynamoDB, SQS, KMS                    | moto's server (a child process), or `AWS_ENDPOINT_URL` |
+//! | API Gateway → `api` Lambda            | axum on `127.0.0.1:$SERVICE_PORT`, calling `engine::handle` |
+//! | SQS event-source mappings → `*-pull`  | a poller per queue calling `engine::jobs::handle_batch` |
+//! | EventBridge schedule → `dispatcher`   | a timer calling `engine::fan_out` (`SCHEDULE_SECS`) |
+//! | KiotViet FnB, Abaha Sync API          | the sandboxes (in-process), or the URLs given      |
+//!
+//! Everything given through the variables of CONTRACTS.md §3 is used as given; only what is
+//! missing is started here, so the same command runs against a real KiotViet test shop too.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use engine::{ApiRequest, Service, ServiceParts, Settings};
+use kiotviet::KiotVietConfig;
+use mapping::time::SystemClock;
+use sandbox::abaha::{AbahaConfig as AbahaSimConfig, AbahaHandle, AbahaSim};
+use sandbox::kiotviet::{KiotVietSim, KvConfig, KvHandle};
+use secrecy::SecretString;
+use tokio::sync::watch;
+
+/// How to start the stack. Every `None` means: take it from the environment, else start one here.
+#[derive(Debug, Clone, Default)]
+pub struct StackOptions {
+    /// Port of the service API (`SERVICE_PORT`, default 9000); `Some(0)` for an ephemeral port.
+    pub service_port: Option<u16>,
+    /// DynamoDB/SQS/KMS endpoint (`AWS_ENDPOINT_URL`); None: start moto.
+    pub aws_endpoint: Option<String>,
+    /// Names are suffixed with this, so tests sharing one moto do not meet (default: none).
+    pub name_suffix: String,
+    /// KiotViet sandbox configuration when no `KIOTVIET_API_URL` is given.
+    pub kiotviet: Option<KvConfig>,
+    /// Start a KiotViet sandbox even if `KIOTVIET_API_URL` is set (tests).
+    pub force_sandboxes: bool,
+    /// Seconds between scheduled fan-outs; 0 = no schedule (`SCHEDULE_SECS`).
+    pub schedule_secs: Option<u64>,
+    /// Settings to start from (tests shorten windows); None: from the environment.
+    pub settings: Option<Settings>,
+    /// Whether the pollers run jobs (tests that drive jobs by hand turn them off).
+    pub no_workers: bool,
+}
+
+/// A running local stack. Dropping it stops everything it started.
+pub struct Stack {
+    pub api_url: String,
+    pub aws_endpoint: String,
+    pub service: Service,
+    pub kiotviet: Option<KvHandle>,
+    pub abaha: Option<AbahaHandle>,
+    pub admin_token: String,
+    pub abaha_token: String,
+    pub kiotviet_api_url: String,
+    pub abaha_api_url: String,
+    shutdown: watch::Sender<bool>,
+    _moto: Option<MotoProcess>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Errors of bringing the stack up, each naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("could not start moto ({path}): {source}. Run `infra/bootstrap.sh stack` (or `make bootstrap`) first, or set AWS_ENDPOINT_URL")]
+    Moto { path: String, source: std::io::Error },
+    #[error("moto did not come up on {0} within 15 s; see .local/moto.log")]
+    MotoTimeout(String),
+    #[error("could not provision {what}: {message}")]
+    Provision { what: &'static str, message: String },
+    #[error("could not start a sandbox: {0}")]
+    Sandbox(std::io::Error),
+    #[error("could not serve the service API on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("bad configuration: {0}")]
+    Config(String),
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Stack {
+    pub async fn start(opts: StackOptions) -> Result<Stack, StackError> {
+        // AWS SDK settings for a local stand-in; real credentials given in the environment win.
+        for (k, v) in [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "ap-southeast-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ] {
+            if env(k).is_none() {
+                // SAFETY of set_var: called before any thread of ours reads the environment.
+                unsafe { std::env::set_var(k, v) };
+            }
+        }
+        let (aws_endpoint, moto) = match opts.aws_endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL")) {
+            Some(url) => (url, None),
+            None => {
+                let m = MotoProcess::start().await?;
+                (m.url.clone(), Some(m))
+            }
+        };
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&aws_endpoint)
+            .load()
+            .await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let kms = aws_sdk_kms::Client::new(&aws);
+
+        let mut settings = match opts.settings.clone() {
+            Some(s) => s,
+            None => Settings::from_env().map_err(StackError::Config)?,
+        };
+        let sfx = &opts.name_suffix;
+        settings.table_name = format!("{}{}", settings.table_name, sfx);
+
+        // Sandboxes for the systems we do not own, unless real ones are given.
+        let kv_given = if opts.force_sandboxes { None } else { env("KIOTVIET_API_URL") };
+        let (kiotviet, kv_api_url, kv_token_url) = match kv_given {
+            Some(url) => {
+                let token = env("KIOTVIET_TOKEN_URL");
+                (None, url, token)
+            }
+            None => {
+                let h = KiotVietSim::start(opts.kiotviet.clone().unwrap_or_default())
+                    .await
+                    .map_err(StackError::Sandbox)?;
+                let (u, t) = (h.url(), h.token_url());
+                (Some(h), u, Some(t))
+            }
+        };
+        let abaha_token = env("ABAHA_API_TOKEN").unwrap_or_else(|| "local-abaha-token".into());
+        let abaha_given = if opts.force_sandboxes { None } else { env("ABAHA_API_URL") };
+        let (abaha, abaha_url) = match abaha_given {
+            Some(url) => (None, url),
+            None => {
+                let h = AbahaSim::start(AbahaSimConfig {
+                    token: abaha_token.clone(),
+                    ..AbahaSimConfig::default()
+                })
+                .await
+                .map_err(StackError::Sandbox)?;
+                let u = h.url();
+                (Some(h), u)
+            }
+        };
+        settings.abaha_api_url = abaha_url.clone();
+
+        // Table, key and queues, created idempotently in whatever endpoint we were given.
+        store::provision::ensure_table(&dynamo, &settings.table_name)
+            .await
+            .map_err(|e| StackError::Provision { what: "the DynamoDB table", message: e.to_string() })?;
+        let key_alias = format!("alias/kiotviet-fnb-sync{sfx}");
+        let key_id = store::provision::ensure_key(&kms, &key_alias)
+            .await
+            .map_err(|e| StackError::Provision { what: "the KMS key", message: e.to_string() })?;
+        let mut queue_url = |name: &'static str| {
+            let sqs = sqs.clone();
+            let sfx = sfx.clone();
+            async move {
+                store::provision::ensure_queue(&sqs, &format!("{name}{sfx}"), &format!("{name}-dlq{sfx}"), 5)
+                    .await
+                    .map(|q| q.url)
+                    .map_err(|e| StackError::Provision { what: "an SQS queue", message: e.to_string() })
+            }
+        };
+        settings.queues = engine::settings::Queues {
+            catalog: queue_url("catalog-jobs").await?,
+            customers: queue_url("customer-jobs").await?,
+            invoices: queue_url("invoice-jobs").await?,
+        };
+
+        let mut kv_config = KiotVietConfig::for_urls(kv_api_url.clone(), kv_token_url.unwrap_or_else(|| kiotviet::DEFAULT_TOKEN_URL.to_string()));
+        if kiotviet.is_some() {
+            kv_config.fallback_token_url = None;
+        }
+        let admin_token = env("ADMIN_TOKEN").unwrap_or_else(|| "local-admin-token".into());
+        let schedule_secs = opts
+            .schedule_secs
+            .or_else(|| env("SCHEDULE_SECS").and_then(|v| v.parse().ok()))
+            .unwrap_or(0);
+        let table = settings.table_name.clone();
+        let service = Service::new(ServiceParts {
+            settings,
+            store: Arc::new(store::DynamoStore::new(dynamo, table)),
+            sealer: Arc::new(store::KmsSealer::new(kms, key_id)),
+            queue: Arc::new(store::SqsQueue::new(sqs)),
+            kv_config,
+            abaha_token: SecretString::from(abaha_token.clone()),
+            admin_token: SecretString::from(admin_token.clone()),
+            clock: Arc::new(SystemClock),
+        });
+
+        // The service API, at the CONTRACTS routes with no prefix.
+        let port = opts
+            .service_port
+            .or_else(|| env("SERVICE_PORT").and_then(|v| v.parse().ok()))
+            .unwrap_or(9000);
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StackError::Bind { addr: addr.to_string(), source })?;
+        let bound = listener.local_addr().map_err(|source| StackError::Bind { addr: addr.to_string(), source })?;
+        let (shutdown, rx) = watch::channel(false);
+        let app = axum::Router::new().fallback(serve).with_state(service.clone());
+        let mut stop = rx.clone();
+        let mut tasks = vec![tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        })];
+        if !opts.no_workers {
+            for q in [&service.settings.queues.catalog, &service.settings.queues.customers, &service.settings.queues.invoices] {
+                tasks.push(tokio::spawn(poll_queue(service.clone(), q.clone(), rx.clone())));
+            }
+        }
+        if schedule_secs > 0 {
+            tasks.push(tokio::spawn(schedule(service.clone(), schedule_secs, rx.clone())));
+        }
+        Ok(Stack {
+            api_url: format!("http://{bound}"),
+            aws_endpoint,
+            service,
+            kiotviet,
+            abaha,
+            admin_token,
+            abaha_token,
+            kiotviet_api_url: kv_api_url,
+            abaha_api_url: abaha_url,
+            shutdown,
+            _moto: moto,
+            tasks,
+        })
+    }
+
+    /// Stops the API, the pollers and the schedule, waiting for them to end.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// API Gateway's part: any request becomes an `ApiRequest` for the engine.
+async fn serve(State(svc): State<Service>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let limit = svc.settings.max_body_bytes + 1;
+    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        // Oversized: hand the engine a body just over its limit so it answers 413 itself.
+        Err(_) => Bytes::from(vec![b' '; limit]),
+    };
+    let query = parts
+        .uri
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    Some((percent_decode(k)?, percent_decode(v)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let api_req = ApiRequest {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        query,
+        headers: headers_map(&parts.headers),
+        body: bytes.to_vec(),
+    };
+    let is_head = parts.method == Method::HEAD;
+    let answer = engine::handle(&svc, api_req).await;
+    let mut resp = (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("content-type", "application/json")],
+        if is_head { String::new() } else { answer.body.to_string() },
+    )
+        .into_response();
+    for (k, v) in answer.headers {
+        if let (Ok(name), Ok(value)) = (axum::http::HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            resp.headers_mut().insert(name, value);
+        }
+    }
+    resp
+}
+
+fn headers_map(h: &HeaderMap) -> std::collections::HashMap<String, String> {
+    h.iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
+        .collect()
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The SQS event-source mapping's part: receive, run, delete what succeeded; what failed
+/// transiently becomes visible again soon (and moves to the dead-letter queue after 5 receives).
+async fn poll_queue(svc: Service, queue_url: String, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let received = tokio::select! {
+            r = svc.queue.receive(&queue_url, 5, 1, 300) => r,
+            _ = stop.changed() => return,
+        };
+        let jobs = match received {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(queue = %queue_url, error = %e, "receive failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if jobs.is_empty() {
+            continue;
+        }
+        let deadline = engine::jobs::local_deadline(&svc);
+        let records = jobs
+            .iter()
+            .map(|j| (j.id.clone(), match &j.body {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }))
+            .collect();
+        let failed = engine::jobs::handle_batch(&svc, records, deadline).await;
+        for j in &jobs {
+            let result = if failed.contains(&j.id) {
+                // Back soon, with a little backoff by receive count.
+                svc.queue.change_visibility(&queue_url, &j.receipt, j.receive_count.min(10) * 2).await
+            } else {
+                svc.queue.delete(&queue_url, &j.receipt).await
+            };
+            if let Err(e) = result {
+                tracing::warn!(queue = %queue_url, error = %e, "could not settle a job message");
+            }
+        }
+    }
+}
+
+/// The EventBridge schedule's part.
+async fn schedule(svc: Service, every_secs: u64, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(every_secs));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = engine::fan_out(&svc).await {
+                    tracing::warn!(error = %e, "scheduled fan-out failed");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// moto's server as a child process on a free loopback port; killed when dropped.
+struct MotoProcess {
+    url: String,
+    child: tokio::process::Child,
+}
+
+impl MotoProcess {
+    async fn start() -> Result<MotoProcess, StackError> {
+        let path = env("MOTO_SERVER_BIN").map(PathBuf::from).unwrap_or_else(default_moto_path);
+        let port = free_port().map_err(|source| StackError::Moto { path: path.display().to_string(), source })?;
+        let log_dir = workspace_root().join(".local");
+        let _ = std::fs::create_dir_all(&log_dir);
+        let log = std::fs::File::create(log_dir.join("moto.log")).ok();
+        let mut cmd = tokio::process::Command::new(&path);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null());
+        match log {
+            Some(f) => {
+                let f2 = f.try_clone().ok();
+                cmd.stdout(f);
+                if let Some(f2) = f2 {
+                    cmd.stderr(f2);
+                }
+            }
+            None => {
+                cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+            }
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|source| StackError::Moto { path: path.display().to_string(), source })?;
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..150 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Ok(MotoProcess { url, child });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(StackError::MotoTimeout(url))
+    }
+}
+
+impl Drop for MotoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The workspace root (where `.venv/` and `.local/` live), found from this crate's manifest.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn default_moto_path() -> PathBuf {
+    workspace_root().join(".venv/stack/bin/moto_server")
+}

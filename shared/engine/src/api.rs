@@ -1,0 +1,295 @@
+//! The service API router (CONTRACTS.md §1), framework-neutral: the Lambda (`lambda_http`) and the
+//! local stack (axum) both turn their request into an [`ApiRequest`] and serve the [`ApiResponse`].
+//!
+//! Order of checks for every route: route → method → body size → authentication → body → rules.
+//! So a caller without a token learns nothing about shops, and nothing is written before every
+//! check has passed.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::service::Service;
+
+/// An HTTP request as the router sees it. Header names are lower-case.
+#[derive(Debug, Clone, Default)]
+pub struct ApiRequest {
+    pub method: String,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl ApiRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// An HTTP answer: status, extra headers, JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl ApiResponse {
+    pub fn json(status: u16, body: Value) -> Self {
+        ApiResponse {
+            status,
+            headers: vec![],
+            body,
+        }
+    }
+}
+
+impl From<ApiError> for ApiResponse {
+    fn from(e: ApiError) -> Self {
+        let mut headers = vec![];
+        if let Some(secs) = e.retry_after {
+            headers.push(("retry-after".to_string(), secs.to_string()));
+        }
+        ApiResponse {
+            status: e.status,
+            headers,
+            body: e.body(),
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    /// A shop token: only its own shop's order and customer push routes.
+    Shop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Connection(String),
+    Sync(String),
+    Run(String, String),
+    Orders(String),
+    Customers(String),
+    Webhook(String),
+}
+
+fn route(path: &str) -> Option<Route> {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    match segs.as_slice() {
+        ["v1", "shops", shop, "connection"] => Some(Route::Connection(shop.to_string())),
+        ["v1", "shops", shop, "sync"] => Some(Route::Sync(shop.to_string())),
+        ["v1", "shops", shop, "sync", run] => Some(Route::Run(shop.to_string(), run.to_string())),
+        ["v1", "shops", shop, "orders"] => Some(Route::Orders(shop.to_string())),
+        ["v1", "shops", shop, "customers"] => Some(Route::Customers(shop.to_string())),
+        ["v1", "kiotviet", "webhooks", shop] => Some(Route::Webhook(shop.to_string())),
+        _ => None,
+    }
+}
+
+fn allowed(route: &Route) -> &'static [&'static str] {
+    match route {
+        Route::Connection(_) => &["PUT", "GET", "DELETE"],
+        Route::Sync(_) => &["POST", "GET"],
+        Route::Run(..) => &["GET"],
+        Route::Orders(_) | Route::Customers(_) | Route::Webhook(_) => &["POST"],
+    }
+}
+
+/// Serves one request. Never panics on input; every failure is an answer in the error shape.
+pub async fn handle(svc: &Service, req: ApiRequest) -> ApiResponse {
+    let started = std::time::Instant::now();
+    let method = req.method.to_ascii_uppercase();
+    let path = req.path.clone();
+    let answer = match dispatch(svc, &method, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into(),
+    };
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status = answer.status,
+        ms = started.elapsed().as_millis() as u64,
+        "service api"
+    );
+    answer
+}
+
+async fn dispatch(svc: &Service, method: &str, req: ApiRequest) -> Result<ApiResponse, ApiError> {
+    let Some(route) = route(&req.path) else {
+        return Err(ApiError::new(
+            404,
+            "not_found",
+            format!("There is no route {} {}.", method, req.path),
+        ));
+    };
+    if !allowed(&route).contains(&method) {
+        return Err(ApiError::new(
+            405,
+            "method_not_allowed",
+            format!("{} is not allowed here; use {}.", method, allowed(&route).join(" or ")),
+        ));
+    }
+    if req.body.len() > svc.settings.max_body_bytes {
+        return Err(ApiError::new(
+            413,
+            "payload_too_large",
+            format!("The request body is larger than {} bytes.", svc.settings.max_body_bytes),
+        ));
+    }
+    // KiotViet webhooks carry no bearer token: they are verified by signature (R-SYN-8).
+    if let Route::Webhook(shop) = &route {
+        return crate::webhooks::receive(svc, shop, &req).await;
+    }
+    let shop = match &route {
+        Route::Connection(s) | Route::Sync(s) | Route::Run(s, _) | Route::Orders(s) | Route::Customers(s) => s.clone(),
+        Route::Webhook(s) => s.clone(),
+    };
+    validate_shop_id(&shop)?;
+    let caller = authenticate(svc, &req, &shop).await?;
+    let shop_routes_ok = matches!(route, Route::Orders(_) | Route::Customers(_));
+    if caller == Caller::Shop && !shop_routes_ok {
+        return Err(ApiError::new(
+            403,
+            "forbidden",
+            "A shop token may only push orders and customers of its own shop; use the admin token.",
+        ));
+    }
+    match (route, method) {
+        (Route::Connection(shop), "PUT") => crate::connections::put(svc, &shop, &req).await,
+        (Route::Connection(shop), "GET") => crate::connections::get(svc, &shop).await,
+        (Route::Connection(shop), "DELETE") => crate::connections::delete(svc, &shop).await,
+        (Route::Sync(shop), "POST") => crate::runs::start_from_api(svc, &shop, &req.body).await,
+        (Route::Sync(shop), "GET") => crate::runs::latest(svc, &shop).await,
+        (Route::Run(shop, run), "GET") => crate::runs::one(svc, &shop, &run).await,
+        (Route::Orders(shop), "POST") => crate::push::orders::push_from_api(svc, &shop, &req.body).await,
+        (Route::Customers(shop), "POST") => crate::push::customers::push_from_api(svc, &shop, &req.body).await,
+        _ => Err(ApiError::internal()),
+    }
+}
+
+/// Shop ids are Abaha's; we only insist they are plain, so they are safe in keys and URLs.
+fn validate_shop_id(shop: &str) -> Result<(), ApiError> {
+    let ok = !shop.is_empty()
+        && shop.len() <= 64
+        && shop.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "A shop id is 1 to 64 letters, digits, '-', '_' or '.'.",
+        ))
+    }
+}
+
+/// Admin token for every route; a shop token (stored as a hash on the connection) for its shop.
+async fn authenticate(svc: &Service, req: &ApiRequest, shop: &str) -> Result<Caller, ApiError> {
+    let Some(token) = req
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    else {
+        return Err(unauthorized());
+    };
+    if store::token_matches(&svc.admin_token_hash, token) {
+        return Ok(Caller::Admin);
+    }
+    // A shop token is only ever valid for its own shop; any other shop's routes are forbidden.
+    if let Some(conn) = svc.store.get_connection(shop).await? {
+        if let Some(hash) = &conn.shop_token_hash {
+            if store::token_matches(hash, token) {
+                return Ok(Caller::Shop);
+            }
+        }
+    }
+    if is_some_shop_token(svc, token).await {
+        return Err(ApiError::new(
+            403,
+            "forbidden",
+            "This shop token belongs to another shop.",
+        ));
+    }
+    Err(unauthorized())
+}
+
+/// Distinguishes "a valid token, wrong shop" (403) from "no valid token" (401). Shop tokens are
+/// random and long; the scan only happens on the failure path.
+async fn is_some_shop_token(svc: &Service, token: &str) -> bool {
+    match svc.store.list_connections().await {
+        Ok(conns) => conns.iter().any(|c| {
+            c.shop_token_hash
+                .as_deref()
+                .is_some_and(|h| store::token_matches(h, token))
+        }),
+        Err(_) => false,
+    }
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        401,
+        "unauthorized",
+        "Send 'Authorization: Bearer <token>' with the admin token or this shop's token.",
+    )
+}
+
+/// Parses a JSON body into `T`, answering 400 for malformed JSON and 422 for the wrong shape.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(400, "malformed_json", "The request needs a JSON body."));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            400,
+            "malformed_json",
+            format!("The body is not valid JSON (line {}, column {}).", e.line(), e.column()),
+        )
+    })?;
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::validation(format!("The body does not have the expected fields: {e}."))
+            .with_details(json!({"reason": e.to_string()}))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_the_contract_paths() {
+        assert_eq!(route("/v1/shops/s1/connection"), Some(Route::Connection("s1".into())));
+        assert_eq!(route("/v1/shops/s1/sync"), Some(Route::Sync("s1".into())));
+        assert_eq!(route("/v1/shops/s1/sync/r-1"), Some(Route::Run("s1".into(), "r-1".into())));
+        assert_eq!(route("/v1/shops/s1/orders"), Some(Route::Orders("s1".into())));
+        assert_eq!(route("/v1/shops/s1/customers"), Some(Route::Customers("s1".into())));
+        assert_eq!(route("/v1/kiotviet/webhooks/s1"), Some(Route::Webhook("s1".into())));
+        assert_eq!(route("/v1/shops/s1"), None);
+        assert_eq!(route("/"), None);
+    }
+
+    #[test]
+    fn malformed_json_is_400_and_wrong_shape_is_422() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct B {
+            a: i64,
+        }
+        assert_eq!(parse_body::<B>(b"{").unwrap_err().status, 400);
+        assert_eq!(parse_body::<B>(b"").unwrap_err().status, 400);
+        assert_eq!(parse_body::<B>(br#"{"a":"x"}"#).unwrap_err().status, 422);
+        assert!(parse_body::<B>(br#"{"a":1}"#).is_ok());
+    }
+
+    #[test]
+    fn shop_ids_are_plain() {
+        assert!(validate_shop_id("shop-1_a.b").is_ok());
+        assert!(validate_shop_id("").is_err());
+        assert!(validate_shop_id("a/b").is_err());
+        assert!(validate_shop_id(&"x".repeat(65)).is_err());
+    }
+}

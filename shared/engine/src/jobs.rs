@@ -1,0 +1,220 @@
+//! Pull jobs on SQS (R-SYN-7) and the schedule's fan-out.
+//!
+//! A job names a run, a shop and the entities one pull function handles. A job that reaches its
+//! deadline (or the hourly KiotViet budget) sends its own continuation and ends cleanly; a job that
+//! fails transiently is left on the queue (SQS delivers it again, and after five tries moves it to
+//! the dead-letter queue) and resumes from its checkpoint.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use store::Connection;
+
+use crate::error::JobError;
+use crate::pull::{self, PullEnd};
+use crate::runs::{self, Trigger};
+use crate::service::Service;
+use crate::settings::Queues;
+
+/// What a run can sync. Order matters: categories before products (R-CAT-1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entity {
+    Categories,
+    Products,
+    Customers,
+    Invoices,
+}
+
+impl Entity {
+    pub const ALL: [Entity; 4] = [
+        Entity::Categories,
+        Entity::Products,
+        Entity::Customers,
+        Entity::Invoices,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Categories => "categories",
+            Entity::Products => "products",
+            Entity::Customers => "customers",
+            Entity::Invoices => "invoices",
+        }
+    }
+
+    /// R-CON-1/R-CON-6: products bring their categories; orders bring the invoice pull.
+    pub fn is_switched_on(self, conn: &Connection) -> bool {
+        match self {
+            Entity::Categories | Entity::Products => conn.sync.products,
+            Entity::Customers => conn.sync.customers,
+            Entity::Invoices => conn.sync.orders,
+        }
+    }
+
+    pub fn queue(self, queues: &Queues) -> &str {
+        match self {
+            Entity::Categories | Entity::Products => &queues.catalog,
+            Entity::Customers => &queues.customers,
+            Entity::Invoices => &queues.invoices,
+        }
+    }
+}
+
+impl From<mapping::api::Entity> for Entity {
+    fn from(e: mapping::api::Entity) -> Self {
+        match e {
+            mapping::api::Entity::Categories => Entity::Categories,
+            mapping::api::Entity::Products => Entity::Products,
+            mapping::api::Entity::Customers => Entity::Customers,
+            mapping::api::Entity::Invoices => Entity::Invoices,
+        }
+    }
+}
+
+/// One message on a pull queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncJob {
+    pub shop_id: String,
+    pub run_id: String,
+    pub entities: Vec<Entity>,
+    pub full: bool,
+    /// How many continuations came before this one (a guard against endless hand-overs).
+    #[serde(default)]
+    pub continuation: u32,
+}
+
+impl SyncJob {
+    pub fn new(shop: &str, run_id: &str, full: bool) -> Self {
+        SyncJob {
+            shop_id: shop.to_string(),
+            run_id: run_id.to_string(),
+            entities: vec![],
+            full,
+            continuation: 0,
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// Most continuations one run may chain (about 8 hours of 5-minute Lambdas); past that the
+/// entity is failed with a message instead of looping for ever.
+const MAX_CONTINUATIONS: u32 = 100;
+
+/// Runs one pull job until it is done, hands over, or fails. `deadline` is the Lambda's (or the
+/// local runner's) hard stop.
+pub async fn handle_job(svc: &Service, body: &Value, deadline: Instant) -> Result<(), JobError> {
+    let job: SyncJob = serde_json::from_value(body.clone())
+        .map_err(|e| JobError::BadJob(e.to_string()))?;
+    let span = tracing::info_span!("pull", shop = %job.shop_id, run_id = %job.run_id);
+    let _enter = span.enter();
+    drop(_enter);
+    let Some(conn) = svc.store.get_connection(&job.shop_id).await? else {
+        // Disconnected after the run was queued: nothing to do, and nothing to retry.
+        for e in &job.entities {
+            pull::end_entity(svc, &job, *e, "skipped", Some("The shop was disconnected before this part ran.")).await?;
+        }
+        return Ok(());
+    };
+    let _ = svc.store.set_run_state(&job.shop_id, &job.run_id, "running", None).await;
+    for (i, entity) in job.entities.iter().enumerate() {
+        if !entity.is_switched_on(&conn) {
+            pull::end_entity(svc, &job, *entity, "skipped", Some("This part was switched off.")).await?;
+            continue;
+        }
+        match pull::pull_entity(svc, &conn, &job, *entity, deadline).await? {
+            PullEnd::Done => {}
+            PullEnd::HandOver { delay } => {
+                if job.continuation >= MAX_CONTINUATIONS {
+                    pull::end_entity(svc, &job, *entity, "failed", Some("The sync handed over too many times; press Sync again.")).await?;
+                    continue;
+                }
+                let next = SyncJob {
+                    entities: job.entities[i..].to_vec(),
+                    continuation: job.continuation + 1,
+                    ..job.clone()
+                };
+                let delay_secs = delay.map(|d| d.as_secs().min(900) as u32);
+                svc.queue
+                    .send(entity.queue(&svc.settings.queues), &next.to_value(), delay_secs)
+                    .await?;
+                tracing::info!(shop = %job.shop_id, run_id = %job.run_id, entity = entity.as_str(), ?delay_secs, "handed over to a continuation");
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the schedule did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct FanOut {
+    pub shops: usize,
+    pub started: usize,
+    pub already_running: usize,
+    pub failed: usize,
+}
+
+/// The EventBridge schedule: one incremental run per connected shop, each run enqueuing one job per
+/// pull function. A shop that fails to start is logged and the others go on (R-SYN-7).
+pub async fn fan_out(svc: &Service) -> Result<FanOut, store::StoreError> {
+    let conns = svc.store.list_connections().await?;
+    let mut out = FanOut {
+        shops: conns.len(),
+        ..FanOut::default()
+    };
+    for conn in &conns {
+        match runs::start(svc, conn, None, false, Trigger::Schedule).await {
+            Ok(s) if s.already_running => out.already_running += 1,
+            Ok(_) => out.started += 1,
+            Err(e) => {
+                out.failed += 1;
+                tracing::warn!(shop = %conn.shop_id, error = %e, "scheduled run not started");
+            }
+        }
+    }
+    tracing::info!(?out, "schedule fan-out");
+    Ok(out)
+}
+
+/// The deadline of a job run without a Lambda context (local stack).
+pub fn local_deadline(svc: &Service) -> Instant {
+    Instant::now() + svc.settings.job_budget.max(Duration::from_secs(30))
+}
+
+/// One SQS batch (R-SYN-7): every record runs (concurrently: they are different shops or runs),
+/// and only the ids of records that should come back are returned — a bad shop never blocks
+/// the others, and a malformed message is dropped (it would fail the same way every time).
+pub async fn handle_batch(svc: &Service, records: Vec<(String, String)>, deadline: Instant) -> Vec<String> {
+    let work = records.into_iter().map(|(id, body)| async move {
+        let value: Value = match serde_json::from_str(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(message_id = %id, error = %e, "dropping a malformed job message");
+                return None;
+            }
+        };
+        match handle_job(svc, &value, deadline).await {
+            Ok(()) => None,
+            Err(e) if e.is_retryable() => Some(id),
+            Err(e) => {
+                tracing::error!(message_id = %id, error = %e, "job failed for good; not retried");
+                None
+            }
+        }
+    });
+    futures::future::join_all(work).await.into_iter().flatten().collect()
+}
+
+/// The Lambda context's deadline (milliseconds since the epoch) as an `Instant`.
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}

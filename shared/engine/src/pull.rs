@@ -1,0 +1,566 @@
+//! The pulls: KiotViet FnB → Abaha for categories, products, customers and invoices, on one loop.
+//!
+//! Per (shop, entity): take the lease (R-SYN-3), read the cursor (R-SYN-1), page through KiotViet
+//! from the checkpoint (R-SYN-2), map each page with the pure rules of `mapping`, send only what
+//! changed (content hash, R-SYN-4), store the links, checkpoint, and report progress (R-SYN-5).
+//! The cursor moves only when every page is written, to the run's start (never past data not yet
+//! written, never backwards — the store refuses that).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use abaha::{AbahaError, Collection};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use kiotviet::{KvError, ListEntity, ListRequest};
+use mapping::abaha::ItemResult;
+use mapping::hash::content_hash;
+use mapping::kiotviet::{Category, Customer, Invoice, Page, Product};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use store::{Connection, IdKind, IdLink, LeaseAnswer};
+
+use crate::error::JobError;
+use crate::jobs::{Entity, SyncJob};
+use crate::runs::{self, Tally};
+use crate::service::Service;
+
+/// How a pull of one entity ended in this invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullEnd {
+    Done,
+    /// Checkpointed; a continuation must go on after `delay` (None: at once).
+    HandOver { delay: Option<Duration> },
+}
+
+/// Where a pull stands, saved after every page (R-SYN-2).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Checkpoint {
+    run_id: String,
+    /// When this entity's pull began: the cursor moves here at the end.
+    started_at: DateTime<Utc>,
+    /// The `lastModifiedFrom` of this pull (None: everything).
+    from: Option<DateTime<Utc>>,
+    /// The next `currentItem`.
+    position: i64,
+    tally: Tally,
+}
+
+/// Ends an entity without pulling (skipped, failed before start) and closes the run if it was last.
+pub async fn end_entity(
+    svc: &Service,
+    job: &SyncJob,
+    entity: Entity,
+    state: &str,
+    message: Option<&str>,
+) -> Result<(), store::StoreError> {
+    let tally = Tally {
+        state: state.to_string(),
+        message: message.map(str::to_string),
+        ..Tally::default()
+    };
+    svc.store
+        .put_entity_report(&job.shop_id, &job.run_id, entity.as_str(), &tally.to_value())
+        .await?;
+    runs::finish_if_done(svc, &job.shop_id, &job.run_id).await
+}
+
+/// Pulls one entity for one job.
+pub async fn pull_entity(
+    svc: &Service,
+    conn: &Connection,
+    job: &SyncJob,
+    entity: Entity,
+    deadline: Instant,
+) -> Result<PullEnd, JobError> {
+    let shop = conn.shop_id.as_str();
+    let name = entity.as_str();
+    let now = svc.now();
+    let lease_until = now + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
+    if let LeaseAnswer::HeldBy { holder, .. } = svc
+        .store
+        .acquire_lease(shop, name, &job.run_id, lease_until, now)
+        .await?
+    {
+        // R-SYN-3: another run is pulling this entity; this trigger is harmless.
+        let msg = format!("Another run ({holder}) is syncing {name}; this run left it to that one.");
+        end_entity(svc, job, entity, "skipped", Some(&msg)).await?;
+        return Ok(PullEnd::Done);
+    }
+
+    let mut ck = match svc.store.get_checkpoint(shop, name).await? {
+        Some(v) => match serde_json::from_value::<Checkpoint>(v) {
+            Ok(ck) if ck.run_id == job.run_id => {
+                tracing::info!(shop, run_id = %job.run_id, entity = name, position = ck.position, "resuming from checkpoint");
+                ck
+            }
+            _ => fresh_checkpoint(svc, conn, job, entity, now).await?,
+        },
+        None => fresh_checkpoint(svc, conn, job, entity, now).await?,
+    };
+    ck.tally.state = "running".into();
+    ck.tally.waiting_until = None;
+    report(svc, job, entity, &ck.tally).await?;
+
+    let kv = svc.kiotviet_for(conn).await?.with_deadline(Some(deadline));
+    let request = list_request(entity, ck.from);
+    // The tally may carry calls of earlier invocations of this run; add only this client's.
+    let (calls_base, tally_calls_base) = (kv.api_calls(), ck.tally.api_calls);
+    let outcome: Result<(), JobError> = async {
+        loop {
+            if deadline.saturating_duration_since(Instant::now()) < svc.settings.handover_margin {
+                return Err(JobError::KiotViet(KvError::Deadline));
+            }
+            let page = kv.page(&request, ck.position).await;
+            ck.tally.api_calls = tally_calls_base + (kv.api_calls() - calls_base);
+            let page = page?;
+            let read = page.data.len() as i64;
+            let mut step = PageStep::default();
+            match entity {
+                Entity::Categories => categories_page(svc, conn, &page, &mut ck.tally, &mut step, deadline).await?,
+                Entity::Products => products_page(svc, conn, &page, &mut ck.tally, &mut step, deadline).await?,
+                Entity::Customers => customers_page(svc, conn, &page, &mut ck.tally, &mut step, deadline).await?,
+                Entity::Invoices => invoices_page(svc, conn, &page, &mut ck.tally, &mut step, deadline).await?,
+            }
+            ck.tally.read += read as u64;
+            ck.position += read;
+            if !step.manual_actions.is_empty() {
+                svc.store.append_manual_actions(shop, &job.run_id, &step.manual_actions).await?;
+            }
+            if !step.errors.is_empty() {
+                svc.store.append_errors(shop, &job.run_id, &step.errors).await?;
+            }
+            if read == 0 || ck.position >= page.total.unwrap_or(0) {
+                return Ok(());
+            }
+            svc.store.put_checkpoint(shop, name, &checkpoint_value(&ck)).await?;
+            report(svc, job, entity, &ck.tally).await?;
+            let until = svc.now() + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
+            svc.store.renew_lease(shop, name, &job.run_id, until).await?;
+            svc.store.renew_lease(shop, runs::RUN_SCOPE, &job.run_id, until).await?;
+        }
+    }
+    .await;
+
+    let e = match outcome {
+        Ok(()) => {
+            // Everything up to the pull's start is in Abaha: the cursor may move there (R-SYN-2).
+            svc.store.advance_cursor(shop, name, ck.started_at).await?;
+            svc.store.clear_checkpoint(shop, name).await?;
+            ck.tally.state = if ck.tally.failed > 0 { "partial".into() } else { "succeeded".into() };
+            ck.tally.message = None;
+            report(svc, job, entity, &ck.tally).await?;
+            svc.store.release_lease(shop, name, &job.run_id).await?;
+            runs::finish_if_done(svc, shop, &job.run_id).await?;
+            tracing::info!(shop, run_id = %job.run_id, entity = name, read = ck.tally.read, created = ck.tally.created,
+                updated = ck.tally.updated, unchanged = ck.tally.unchanged, failed = ck.tally.failed,
+                api_calls = ck.tally.api_calls, "pull finished");
+            return Ok(PullEnd::Done);
+        }
+        Err(e) => e,
+    };
+    svc.store.put_checkpoint(shop, name, &checkpoint_value(&ck)).await?;
+    let hand_over = matches!(
+        e,
+        JobError::KiotViet(KvError::Deadline | KvError::BudgetExhausted { .. }) | JobError::Abaha(AbahaError::Deadline)
+    );
+    if !hand_over && e.is_retryable() {
+        // Left on the queue: SQS delivers the job again and it resumes from the checkpoint.
+        ck.tally.message = Some(format!("Retrying after a temporary problem: {e}"));
+        report(svc, job, entity, &ck.tally).await?;
+        tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull interrupted; will retry");
+        return Err(e);
+    }
+    match &e {
+        JobError::KiotViet(KvError::Deadline) | JobError::Abaha(AbahaError::Deadline) => {
+            report(svc, job, entity, &ck.tally).await?;
+            Ok(PullEnd::HandOver { delay: None })
+        }
+        JobError::KiotViet(KvError::BudgetExhausted { retry_at }) => {
+            // R-SYN-6: the hourly GET budget is spent; continue after the window by itself.
+            ck.tally.state = "waiting".into();
+            ck.tally.waiting_until = Some(retry_at.to_rfc3339());
+            ck.tally.message = Some(format!(
+                "Paused: this shop's hourly KiotViet allowance is used up; the sync continues by itself at {} (Vietnam time).",
+                retry_at.with_timezone(&mapping::time::vn()).format("%H:%M")
+            ));
+            report(svc, job, entity, &ck.tally).await?;
+            let wait = (*retry_at - svc.now()).to_std().unwrap_or(Duration::from_secs(60));
+            Ok(PullEnd::HandOver { delay: Some(wait) })
+        }
+        _ => {
+            let msg = failure_message(&e);
+            tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull failed");
+            ck.tally.state = "failed".into();
+            ck.tally.message = Some(msg.clone());
+            report(svc, job, entity, &ck.tally).await?;
+            svc.store
+                .append_errors(shop, &job.run_id, &[json!({"entity": name, "kiotviet_id": null, "message": msg})])
+                .await?;
+            svc.store.clear_checkpoint(shop, name).await?;
+            svc.store.release_lease(shop, name, &job.run_id).await?;
+            runs::finish_if_done(svc, shop, &job.run_id).await?;
+            Ok(PullEnd::Done)
+        }
+    }
+}
+
+fn checkpoint_value(ck: &Checkpoint) -> Value {
+    serde_json::to_value(ck).unwrap_or(Value::Null)
+}
+
+async fn report(svc: &Service, job: &SyncJob, entity: Entity, tally: &Tally) -> Result<(), store::StoreError> {
+    svc.store
+        .put_entity_report(&job.shop_id, &job.run_id, entity.as_str(), &tally.to_value())
+        .await
+}
+
+/// A new pull: incremental from the cursor minus the overlap, or everything (R-SYN-1); invoices
+/// read `invoice_history_days` back on a first or full sync (R-INV-3).
+async fn fresh_checkpoint(
+    svc: &Service,
+    conn: &Connection,
+    job: &SyncJob,
+    entity: Entity,
+    now: DateTime<Utc>,
+) -> Result<Checkpoint, store::StoreError> {
+    let cursor = if job.full {
+        None
+    } else {
+        svc.store.get_cursor(&conn.shop_id, entity.as_str()).await?
+    };
+    let overlap = match entity {
+        Entity::Invoices => svc.settings.invoice_overlap,
+        _ => svc.settings.overlap,
+    };
+    let overlap = ChronoDuration::from_std(overlap).unwrap_or(ChronoDuration::minutes(10));
+    let from = match (cursor, entity) {
+        (Some(c), _) => Some(c.modified_from - overlap),
+        (None, Entity::Invoices) => Some(now - ChronoDuration::days(i64::from(conn.invoice_history_days))),
+        (None, _) => None,
+    };
+    Ok(Checkpoint {
+        run_id: job.run_id.clone(),
+        started_at: now,
+        from,
+        position: 0,
+        tally: Tally::queued(),
+    })
+}
+
+fn list_request(entity: Entity, from: Option<DateTime<Utc>>) -> ListRequest {
+    let entity = match entity {
+        Entity::Categories => ListEntity::Categories,
+        Entity::Products => ListEntity::Products,
+        Entity::Customers => ListEntity::Customers,
+        Entity::Invoices => ListEntity::Invoices,
+    };
+    match from {
+        Some(from) => ListRequest::new(entity).modified_since(from),
+        None => ListRequest::new(entity),
+    }
+}
+
+/// Words a shop owner can act on for a pull that cannot go on.
+fn failure_message(e: &JobError) -> String {
+    match e {
+        JobError::KiotViet(KvError::InvalidCredentials { .. }) | JobError::KiotViet(KvError::Unauthorized) => {
+            "KiotViet FnB refused the Client ID and secret. Update the connection with the values from KiotViet FnB (Thiết lập cửa hàng → Thiết lập kết nối API).".into()
+        }
+        JobError::KiotViet(KvError::UnknownRetailer { .. }) => {
+            "KiotViet FnB no longer knows this shop name. Check the connection's retailer name.".into()
+        }
+        JobError::Abaha(AbahaError::Unauthorized) => "The Abaha Sync API refused the service's token; Abaha's platform team must fix ABAHA_API_TOKEN.".into(),
+        JobError::Abaha(AbahaError::UnknownShop { .. }) => "Abaha does not know this shop; check the shop id of the connection.".into(),
+        JobError::Store(store::StoreError::SecretRejected { .. }) => {
+            "The stored KiotViet secret could not be opened; save the connection again with the secret.".into()
+        }
+        other => format!("The sync stopped: {other}"),
+    }
+}
+
+/// What one page adds to the run's lists.
+#[derive(Debug, Default)]
+struct PageStep {
+    manual_actions: Vec<Value>,
+    errors: Vec<Value>,
+}
+
+impl PageStep {
+    fn error(&mut self, entity: &str, kiotviet_id: Option<i64>, message: String) {
+        self.errors.push(json!({"entity": entity, "kiotviet_id": kiotviet_id, "message": message}));
+    }
+}
+
+/// Decodes a page's records one by one, so one bad record is skipped and named, not the page.
+fn decode<T: serde::de::DeserializeOwned>(page: &Page, entity: &str, tally: &mut Tally, step: &mut PageStep) -> Vec<T> {
+    let mut out = Vec::with_capacity(page.data.len());
+    for r in page.decode::<T>() {
+        match r {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                tally.failed += 1;
+                step.error(entity, e.id, format!("KiotViet sent a record we could not read ({e}); it was skipped."));
+            }
+        }
+    }
+    out
+}
+
+/// Sends the items whose content changed since the last write (R-SYN-4), records the links, and
+/// counts the results.
+#[allow(clippy::too_many_arguments)]
+async fn upsert_changed<T: Serialize>(
+    svc: &Service,
+    conn: &Connection,
+    kind: IdKind,
+    collection: Collection,
+    entity: &str,
+    items: Vec<(i64, T)>,
+    hash_of: fn(&T) -> String,
+    tally: &mut Tally,
+    step: &mut PageStep,
+    deadline: Instant,
+) -> Result<(), JobError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let shop = conn.shop_id.as_str();
+    let ids: Vec<i64> = items.iter().map(|(id, _)| *id).collect();
+    let links = svc.store.get_links(shop, kind, &ids).await?;
+    let mut changed: Vec<(i64, String, T)> = Vec::new();
+    for (id, item) in items {
+        let hash = hash_of(&item);
+        match links.get(&id) {
+            Some(link) if link.hash.as_deref() == Some(hash.as_str()) => tally.unchanged += 1,
+            _ => changed.push((id, hash, item)),
+        }
+    }
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let payload: Vec<&T> = changed.iter().map(|(_, _, item)| item).collect();
+    let outcome = match svc.abaha.upsert(shop, collection, &payload, Some(deadline)).await {
+        Ok(o) => o,
+        Err(AbahaError::Rejected { message, code, .. }) => {
+            // Abaha refused the batch as a whole: our payload is at fault, not the run. Name the
+            // records and go on with the next page.
+            tally.failed += changed.len() as u64;
+            for (id, _, _) in &changed {
+                step.error(entity, Some(*id), format!("Abaha refused this record ({code}): {message}"));
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tally.abaha_calls += outcome.http_calls;
+    let mut new_links = Vec::with_capacity(changed.len());
+    for ((id, hash, _), result) in changed.into_iter().zip(outcome.results) {
+        count_result(&result, id, hash, entity, tally, step, &mut new_links);
+    }
+    svc.store.put_links(shop, kind, &new_links).await?;
+    Ok(())
+}
+
+fn count_result(
+    result: &ItemResult,
+    id: i64,
+    hash: String,
+    entity: &str,
+    tally: &mut Tally,
+    step: &mut PageStep,
+    links: &mut Vec<(i64, IdLink)>,
+) {
+    if let Some(err) = &result.error {
+        tally.failed += 1;
+        step.error(entity, Some(id), format!("Abaha refused this record ({}): {}", err.code, err.message));
+        return;
+    }
+    let Some(abaha_id) = result.abaha_id.clone() else {
+        tally.failed += 1;
+        step.error(entity, Some(id), "Abaha answered without an id for this record.".into());
+        return;
+    };
+    match result.status.map(|s| s.as_str()) {
+        Some("created") => tally.created += 1,
+        Some("updated") => tally.updated += 1,
+        _ => tally.unchanged += 1,
+    }
+    links.push((id, IdLink { abaha_id, hash: Some(hash) }));
+}
+
+async fn categories_page(
+    svc: &Service,
+    conn: &Connection,
+    page: &Page,
+    tally: &mut Tally,
+    step: &mut PageStep,
+    deadline: Instant,
+) -> Result<(), JobError> {
+    let mut cats: Vec<Category> = decode(page, "categories", tally, step);
+    // Parents before children inside a batch, so Abaha can link them as they arrive (R-CAT-1).
+    cats.sort_by_key(|c| (c.parent_id.is_some(), c.category_id));
+    let items = cats
+        .iter()
+        .map(|c| (c.category_id, mapping::catalog::category_item(c)))
+        .collect();
+    upsert_changed(svc, conn, IdKind::Category, Collection::Categories, "categories", items, content_hash, tally, step, deadline).await?;
+    tally.removed_in_kiotviet += page.removed_ids.len() as u64;
+    Ok(())
+}
+
+async fn products_page(
+    svc: &Service,
+    conn: &Connection,
+    page: &Page,
+    tally: &mut Tally,
+    step: &mut PageStep,
+    deadline: Instant,
+) -> Result<(), JobError> {
+    let products: Vec<Product> = decode(page, "products", tally, step);
+    let items = products
+        .iter()
+        .map(|p| (p.id, mapping::catalog::product_item(p, conn.branch_id)))
+        .collect();
+    upsert_changed(svc, conn, IdKind::Product, Collection::Products, "products", items, content_hash, tally, step, deadline).await?;
+    removed_products(svc, conn, &page.removed_ids, tally, step).await
+}
+
+/// Marker stored as a link's hash once a deletion has been reported, so overlapping windows do
+/// not report it twice.
+const REMOVED: &str = "removed-in-kiotviet";
+
+/// R-PRD-4: a product deleted in KiotViet is not deleted in Abaha; the owner is asked to do it.
+async fn removed_products(
+    svc: &Service,
+    conn: &Connection,
+    removed: &[i64],
+    tally: &mut Tally,
+    step: &mut PageStep,
+) -> Result<(), JobError> {
+    if removed.is_empty() {
+        return Ok(());
+    }
+    let shop = conn.shop_id.as_str();
+    let links = svc.store.get_links(shop, IdKind::Product, removed).await?;
+    let mut marked = Vec::new();
+    for id in removed {
+        let Some(link) = links.get(id) else { continue };
+        if link.hash.as_deref() == Some(REMOVED) {
+            continue;
+        }
+        tally.removed_in_kiotviet += 1;
+        step.manual_actions.push(json!({
+            "kind": "delete_product_in_abaha",
+            "kiotviet_id": id,
+            "abaha_id": link.abaha_id,
+            "message": format!(
+                "Product {} was deleted in KiotViet FnB. The sync never deletes in Abaha: delete product {} by hand in the Abaha admin if it should go.",
+                id, link.abaha_id
+            ),
+        }));
+        marked.push((*id, IdLink { abaha_id: link.abaha_id.clone(), hash: Some(REMOVED.into()) }));
+    }
+    svc.store.put_links(shop, IdKind::Product, &marked).await?;
+    Ok(())
+}
+
+async fn customers_page(
+    svc: &Service,
+    conn: &Connection,
+    page: &Page,
+    tally: &mut Tally,
+    step: &mut PageStep,
+    deadline: Instant,
+) -> Result<(), JobError> {
+    let customers: Vec<Customer> = decode(page, "customers", tally, step);
+    let mut items = Vec::with_capacity(customers.len());
+    for c in &customers {
+        match mapping::customers::customer_item(c) {
+            Ok(item) => items.push((c.id, item)),
+            // R-CUS-1: customers without a phone are skipped and counted with the reason.
+            Err(reason) => tally.skip(reason.as_str()),
+        }
+    }
+    upsert_changed(svc, conn, IdKind::Customer, Collection::Customers, "customers", items, crate::push::customers::link_hash, tally, step, deadline).await?;
+    tally.removed_in_kiotviet += page.removed_ids.len() as u64;
+    Ok(())
+}
+
+/// Marker stored as an invoice link's hash once its cancellation has been reported.
+const CANCELLED: &str = "cancelled-in-kiotviet";
+
+async fn invoices_page(
+    svc: &Service,
+    conn: &Connection,
+    page: &Page,
+    tally: &mut Tally,
+    step: &mut PageStep,
+    deadline: Instant,
+) -> Result<(), JobError> {
+    use mapping::invoices::{InvoiceClass, classify};
+    let shop = conn.shop_id.as_str();
+    let invoices: Vec<Invoice> = decode(page, "invoices", tally, step);
+    let (completed, others): (Vec<&Invoice>, Vec<&Invoice>) = invoices
+        .iter()
+        .partition(|i| classify(i) == InvoiceClass::Completed);
+
+    // A completed invoice that came back cancelled: Abaha keeps a completed order; say so.
+    let other_ids: Vec<i64> = others.iter().map(|i| i.id).collect();
+    let synced = if other_ids.is_empty() { HashMap::new() } else { svc.store.get_links(shop, IdKind::Invoice, &other_ids).await? };
+    let mut marked = Vec::new();
+    for inv in &others {
+        let class = classify(inv);
+        tally.skip(class.as_skip_reason().unwrap_or("unknown_status"));
+        if let (InvoiceClass::Cancelled, Some(link)) = (&class, synced.get(&inv.id)) {
+            if link.hash.as_deref() != Some(CANCELLED) {
+                step.manual_actions.push(json!({
+                    "kind": "cancel_order_in_abaha",
+                    "kiotviet_id": inv.id,
+                    "abaha_id": link.abaha_id,
+                    "message": format!(
+                        "Invoice {} was cancelled in KiotViet FnB after it was synced as completed. Cancel Abaha order {} by hand if the sale did not happen.",
+                        inv.code.clone().unwrap_or_default(), link.abaha_id
+                    ),
+                }));
+                marked.push((inv.id, IdLink { abaha_id: link.abaha_id.clone(), hash: Some(CANCELLED.into()) }));
+            }
+        }
+    }
+    svc.store.put_links(shop, IdKind::Invoice, &marked).await?;
+
+    // R-INV-2: lines carry the Abaha product id when mapped; an invoice made from an order we
+    // pushed carries that Abaha order's id.
+    let product_ids: Vec<i64> = completed
+        .iter()
+        .flat_map(|i| i.invoice_details.iter().map(|d| d.product_id))
+        .collect();
+    let products = if product_ids.is_empty() { HashMap::new() } else { svc.store.get_links(shop, IdKind::Product, &product_ids).await? };
+    let order_keys: Vec<i64> = completed
+        .iter()
+        .filter_map(|i| i.order_code.as_deref().map(crate::push::orders::order_code_key))
+        .collect();
+    let pushed: BTreeMap<i64, IdLink> = if order_keys.is_empty() {
+        BTreeMap::new()
+    } else {
+        svc.store.get_links(shop, IdKind::Order, &order_keys).await?.into_iter().collect()
+    };
+    let items = completed
+        .iter()
+        .map(|inv| {
+            let abaha_order_id = inv
+                .order_code
+                .as_deref()
+                .and_then(|c| pushed.get(&crate::push::orders::order_code_key(c)))
+                .map(|l| l.abaha_id.clone());
+            let item = mapping::invoices::order_item(
+                inv,
+                abaha_order_id,
+                inv.order_code.clone(),
+                |pid| products.get(&pid).map(|l| l.abaha_id.clone()),
+                None,
+            );
+            (inv.id, item)
+        })
+        .collect();
+    upsert_changed(svc, conn, IdKind::Invoice, Collection::Orders, "invoices", items, content_hash, tally, step, deadline).await
+}

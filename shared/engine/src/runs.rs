@@ -1,0 +1,294 @@
+//! Sync runs: the "Sync" button and the schedule start one (R-CON-5), pull jobs report into it
+//! (R-SYN-5), and the run ends when every entity has.
+//!
+//! At most one run per shop is active: a lease with scope `run` holds the run id, so a second
+//! trigger answers the active run instead of starting another (R-SYN-3).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use mapping::api::SyncRequest;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use store::{Connection, LeaseAnswer};
+
+use crate::api::{ApiResponse, parse_body};
+use crate::error::ApiError;
+use crate::jobs::{Entity, SyncJob};
+use crate::service::Service;
+
+/// The lease scope that marks a shop's active run.
+pub const RUN_SCOPE: &str = "run";
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Api,
+    Schedule,
+    Webhook,
+}
+
+/// The answer to a start request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    pub run_id: String,
+    pub already_running: bool,
+}
+
+/// Counts of one entity in one run, as the report shows them (CONTRACTS §1 "Run report").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    pub state: String,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub failed: u64,
+    pub skipped: BTreeMap<String, u64>,
+    /// KiotViet API calls spent (token calls excluded).
+    pub api_calls: u64,
+    pub removed_in_kiotviet: u64,
+    /// Abaha Sync API calls spent.
+    #[serde(default)]
+    pub abaha_calls: u64,
+    /// Records read from KiotViet.
+    #[serde(default)]
+    pub read: u64,
+    /// Set while the run waits for the KiotViet hourly budget (R-SYN-6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_until: Option<String>,
+    /// A sentence for the shop owner when the entity did not succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Tally {
+    pub fn queued() -> Self {
+        Tally {
+            state: "queued".into(),
+            ..Tally::default()
+        }
+    }
+
+    pub fn skip(&mut self, reason: &str) {
+        *self.skipped.entry(reason.to_string()).or_default() += 1;
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|_| json!({"state": self.state}))
+    }
+}
+
+/// Entity states after which an entity does no more work in this run.
+pub fn is_final(state: &str) -> bool {
+    matches!(state, "succeeded" | "partial" | "failed" | "skipped")
+}
+
+/// `POST /v1/shops/{shop}/sync` → 202 `{"run_id", "already_running"}`.
+pub async fn start_from_api(svc: &Service, shop: &str, body: &[u8]) -> Result<ApiResponse, ApiError> {
+    let req: SyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SyncRequest::default()
+    } else {
+        parse_body(body)?
+    };
+    let conn = svc
+        .store
+        .get_connection(shop)
+        .await?
+        .ok_or_else(|| ApiError::unknown_shop(shop))?;
+    let requested: Option<Vec<Entity>> = req
+        .entities
+        .map(|list| list.into_iter().map(Entity::from).collect());
+    let started = start(svc, &conn, requested, req.full.unwrap_or(false), Trigger::Api).await?;
+    Ok(ApiResponse::json(
+        202,
+        json!({"run_id": started.run_id, "already_running": started.already_running}),
+    ))
+}
+
+/// Starts a run of `entities` (default: every switched-on entity) unless one is active.
+pub async fn start(
+    svc: &Service,
+    conn: &Connection,
+    entities: Option<Vec<Entity>>,
+    full: bool,
+    trigger: Trigger,
+) -> Result<Started, ApiError> {
+    let shop = conn.shop_id.as_str();
+    let switched_on: Vec<Entity> = Entity::ALL
+        .into_iter()
+        .filter(|e| e.is_switched_on(conn))
+        .collect();
+    let entities = match entities {
+        None => switched_on,
+        Some(list) => {
+            // R-CON-6: switched-off parts are never synced, so asking for one is a mistake to explain.
+            let off: Vec<&str> = list
+                .iter()
+                .filter(|e| !e.is_switched_on(conn))
+                .map(|e| e.as_str())
+                .collect();
+            if !off.is_empty() {
+                return Err(ApiError::validation(format!(
+                    "These parts are switched off for this shop: {}. Switch them on in the connection first.",
+                    off.join(", ")
+                ))
+                .with_details(json!({"switched_off": off})));
+            }
+            let mut list = list;
+            list.sort();
+            list.dedup();
+            list
+        }
+    };
+    if entities.is_empty() {
+        return Err(ApiError::validation(
+            "Nothing to sync: products, customers and orders are all switched off for this shop.",
+        ));
+    }
+
+    let now = svc.now();
+    let run_id = new_run_id(now);
+    let until = now + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
+    match svc.store.acquire_lease(shop, RUN_SCOPE, &run_id, until, now).await? {
+        LeaseAnswer::Acquired => {}
+        LeaseAnswer::HeldBy { holder, .. } => {
+            tracing::info!(shop, run_id = %holder, "run already active");
+            return Ok(Started {
+                run_id: holder,
+                already_running: true,
+            });
+        }
+    }
+    let entity_reports: serde_json::Map<String, Value> = entities
+        .iter()
+        .map(|e| (e.as_str().to_string(), Tally::queued().to_value()))
+        .collect();
+    let initial = json!({
+        "run_id": run_id,
+        "state": "queued",
+        "trigger": trigger,
+        "full": full,
+        "started_at": now.to_rfc3339(),
+        "finished_at": null,
+        "entities": entity_reports,
+        "manual_actions": [],
+        "errors": [],
+    });
+    svc.store.create_run(shop, &run_id, &initial).await?;
+
+    // One job per pull function; the catalog job does categories before products (R-CAT-1).
+    let mut jobs: BTreeMap<&str, SyncJob> = BTreeMap::new();
+    for e in &entities {
+        let queue = e.queue(&svc.settings.queues);
+        jobs.entry(queue)
+            .or_insert_with(|| SyncJob::new(shop, &run_id, full))
+            .entities
+            .push(*e);
+    }
+    for (queue, job) in jobs {
+        if let Err(e) = svc.queue.send(queue, &job.to_value(), None).await {
+            tracing::error!(shop, run_id, error = %e, "could not enqueue pull job");
+            let _ = svc.store.set_run_state(shop, &run_id, "failed", Some(now)).await;
+            let _ = svc.store.release_lease(shop, RUN_SCOPE, &run_id).await;
+            return Err(ApiError::unavailable(
+                "The sync could not be queued. Nothing was started; please press Sync again in a minute.",
+            ));
+        }
+    }
+    tracing::info!(shop, run_id, ?trigger, full, entities = ?entities, "run started");
+    Ok(Started {
+        run_id,
+        already_running: false,
+    })
+}
+
+/// Run ids sort by time, so the newest run of a shop is easy to find and to read in logs.
+fn new_run_id(now: DateTime<Utc>) -> String {
+    let suffix: u32 = rand::random();
+    format!("run-{}-{:08x}", now.format("%Y%m%dT%H%M%S%3fZ"), suffix)
+}
+
+/// `GET /v1/shops/{shop}/sync`: the latest run.
+pub async fn latest(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> {
+    match svc.store.latest_run(shop).await? {
+        Some(report) => Ok(ApiResponse::json(200, report)),
+        None => {
+            if svc.store.get_connection(shop).await?.is_none() {
+                return Err(ApiError::unknown_shop(shop));
+            }
+            Err(ApiError::not_found(
+                "This shop has not synced yet. Press Sync (POST /v1/shops/{shop}/sync) to start.",
+            ))
+        }
+    }
+}
+
+/// `GET /v1/shops/{shop}/sync/{run_id}`.
+pub async fn one(svc: &Service, shop: &str, run_id: &str) -> Result<ApiResponse, ApiError> {
+    match svc.store.get_run(shop, run_id).await? {
+        Some(report) => Ok(ApiResponse::json(200, report)),
+        None => Err(ApiError::not_found(format!(
+            "There is no run {run_id} for shop {shop}."
+        ))),
+    }
+}
+
+/// After an entity ended: if every entity of the run has, the run ends too, with a state that
+/// says honestly how it went, and the shop is free for the next run.
+pub async fn finish_if_done(svc: &Service, shop: &str, run_id: &str) -> Result<(), store::StoreError> {
+    let Some(report) = svc.store.get_run(shop, run_id).await? else {
+        return Ok(());
+    };
+    let Some(entities) = report.get("entities").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    let states: Vec<&str> = entities
+        .values()
+        .map(|e| e.get("state").and_then(Value::as_str).unwrap_or("queued"))
+        .collect();
+    if !states.iter().all(|s| is_final(s)) {
+        return Ok(());
+    }
+    let state = run_state(&states);
+    svc.store
+        .set_run_state(shop, run_id, state, Some(svc.now()))
+        .await?;
+    svc.store.release_lease(shop, RUN_SCOPE, run_id).await?;
+    tracing::info!(shop, run_id, state, "run finished");
+    Ok(())
+}
+
+/// succeeded: every entity succeeded (or was skipped); failed: nothing succeeded; else partial.
+pub fn run_state(entity_states: &[&str]) -> &'static str {
+    let ok = entity_states.iter().filter(|s| matches!(**s, "succeeded" | "skipped")).count();
+    let failed = entity_states.iter().filter(|s| **s == "failed").count();
+    if ok == entity_states.len() {
+        "succeeded"
+    } else if failed == entity_states.len() {
+        "failed"
+    } else {
+        "partial"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r_syn_5_run_state_is_honest() {
+        assert_eq!(run_state(&["succeeded", "succeeded"]), "succeeded");
+        assert_eq!(run_state(&["succeeded", "skipped"]), "succeeded");
+        assert_eq!(run_state(&["succeeded", "partial"]), "partial");
+        assert_eq!(run_state(&["succeeded", "failed"]), "partial");
+        assert_eq!(run_state(&["failed", "failed"]), "failed");
+    }
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let a = new_run_id("2026-11-29T09:00:00Z".parse().unwrap());
+        let b = new_run_id("2026-11-29T09:00:01Z".parse().unwrap());
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,147 @@
+//! The service: the ports and clients every entry point shares, built once per container.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use abaha::{AbahaClient, AbahaConfig};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration as ChronoDuration, DurationRound, Utc};
+use kiotviet::{BudgetExhausted, Credentials, GetBudget, KiotVietClient, KiotVietConfig};
+use mapping::time::{Clock, SystemClock};
+use secrecy::SecretString;
+use store::{BudgetAnswer, Connection, JobQueue, SecretSealer, Store};
+
+use crate::settings::{Settings, secret_from_env};
+
+/// Everything a handler needs. Cheap to share: build it once in `main` and borrow it per event.
+#[derive(Clone)]
+pub struct Service {
+    pub settings: Arc<Settings>,
+    pub store: Arc<dyn Store>,
+    pub sealer: Arc<dyn SecretSealer>,
+    pub queue: Arc<dyn JobQueue>,
+    pub http: reqwest::Client,
+    pub kv_config: Arc<KiotVietConfig>,
+    pub abaha: AbahaClient,
+    pub clock: Arc<dyn Clock>,
+    pub admin_token_hash: Arc<String>,
+}
+
+/// The parts a [`Service`] is assembled from (tests and the local stack pass fakes or local servers).
+pub struct ServiceParts {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub sealer: Arc<dyn SecretSealer>,
+    pub queue: Arc<dyn JobQueue>,
+    pub kv_config: KiotVietConfig,
+    pub abaha_token: SecretString,
+    pub admin_token: SecretString,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Service {
+    pub fn new(parts: ServiceParts) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(50))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let abaha = AbahaClient::new(
+            http.clone(),
+            AbahaConfig::new(parts.settings.abaha_api_url.clone(), parts.abaha_token),
+        );
+        use secrecy::ExposeSecret;
+        let admin_token_hash = Arc::new(store::hash_token(parts.admin_token.expose_secret()));
+        Service {
+            settings: Arc::new(parts.settings),
+            store: parts.store,
+            sealer: parts.sealer,
+            queue: parts.queue,
+            http,
+            kv_config: Arc::new(parts.kv_config),
+            abaha,
+            clock: parts.clock,
+            admin_token_hash,
+        }
+    }
+
+    /// Builds the service from the environment (CONTRACTS.md §3) with the AWS adapters.
+    pub async fn from_env() -> Result<Self, String> {
+        let settings = Settings::from_env()?;
+        let aws = store::aws_config().await;
+        let ssm = aws_sdk_ssm::Client::new(&aws);
+        let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+        let kms = aws_sdk_kms::Client::new(&aws);
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let key_id = std::env::var("KMS_KEY_ID").unwrap_or_else(|_| "alias/kiotviet-fnb-sync".into());
+        let abaha_token = secret_from_env("ABAHA_API_TOKEN", Some(&ssm)).await?;
+        // Pull functions never check the admin token; a missing one must not stop them.
+        let admin_token = secret_from_env("ADMIN_TOKEN", Some(&ssm))
+            .await
+            .unwrap_or_else(|_| SecretString::from(store::new_token()));
+        Ok(Service::new(ServiceParts {
+            store: Arc::new(store::DynamoStore::new(dynamo, settings.table_name.clone())),
+            sealer: Arc::new(store::KmsSealer::new(kms, key_id)),
+            queue: Arc::new(store::SqsQueue::new(sqs)),
+            kv_config: KiotVietConfig::from_env(),
+            abaha_token,
+            admin_token,
+            clock: Arc::new(SystemClock),
+            settings,
+        }))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// A KiotViet client for one shop's connection: opens the sealed secret, shares the GET budget
+    /// of the retailer across every function (R-SYN-6).
+    pub async fn kiotviet_for(&self, conn: &Connection) -> Result<KiotVietClient, store::StoreError> {
+        let secret = self.sealer.open(&conn.shop_id, &conn.sealed_secret).await?;
+        Ok(self.kiotviet_with(Credentials {
+            retailer: conn.retailer.clone(),
+            client_id: conn.client_id.clone(),
+            client_secret: secret,
+        }))
+    }
+
+    pub fn kiotviet_with(&self, creds: Credentials) -> KiotVietClient {
+        let budget: Arc<dyn GetBudget> = Arc::new(SharedBudget {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            per_hour: self.settings.get_budget_per_hour,
+        });
+        KiotVietClient::new(self.http.clone(), self.kv_config.clone(), creds, budget)
+    }
+}
+
+/// The KiotViet GET budget of one retailer, kept in DynamoDB so that every function and every
+/// concurrent run of the shop draws from the same hourly allowance (R-SYN-6).
+pub struct SharedBudget {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub per_hour: u32,
+}
+
+#[async_trait]
+impl GetBudget for SharedBudget {
+    async fn take(&self, retailer: &str, n: u32) -> Result<(), BudgetExhausted> {
+        let now = self.clock.now();
+        let window = now
+            .duration_trunc(ChronoDuration::hours(1))
+            .unwrap_or(now);
+        match self.store.take(retailer, window, n, self.per_hour).await {
+            Ok(BudgetAnswer::Granted { .. }) => Ok(()),
+            Ok(BudgetAnswer::Exhausted { .. }) => Err(BudgetExhausted {
+                retry_at: window + ChronoDuration::hours(1),
+            }),
+            // The budget is a guard, not the source of truth: a storage hiccup must not stop a sync.
+            // KiotViet's own 429 (retried with backoff) still protects the shop.
+            Err(e) => {
+                tracing::warn!(error = %e, "GET budget unavailable; proceeding without it");
+                Ok(())
+            }
+        }
+    }
+}
