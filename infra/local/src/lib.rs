@@ -162,7 +162,7 @@ impl Stack {
         let key_id = store::provision::ensure_key(&kms, &key_alias)
             .await
             .map_err(|e| StackError::Provision { what: "the KMS key", message: e.to_string() })?;
-        let mut queue_url = |name: &'static str| {
+        let queue_url = |name: &'static str| {
             let sqs = sqs.clone();
             let sfx = sfx.clone();
             async move {

@@ -125,7 +125,7 @@ async fn demo() -> Result<(), String> {
     let products = stack
         .abaha
         .as_ref()
-        .map(|a| a.items(&shop, "products"))
+        .map(|a| a.items(&shop, sandbox::abaha::Kind::Products))
         .unwrap_or_default();
     let lines: Vec<Value> = products
         .iter()
