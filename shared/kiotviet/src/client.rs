@@ -421,10 +421,11 @@ impl KiotVietClient {
             if self.deadline.is_near() {
                 return Err(KvError::Deadline);
             }
+            // Token first: a budget unit is spent only when a GET is really about to leave.
+            let token = self.token().await?;
             if call.kind == Kind::Read {
                 inner.budget.take(&inner.creds.retailer, 1).await?;
             }
-            let token = self.token().await?;
             attempt += 1;
             let mut request = inner
                 .http
