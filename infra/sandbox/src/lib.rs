@@ -5,6 +5,7 @@
 //! stack and the demo. Deliberately independent of the service's crates: it writes its own JSON,
 //! so a mistake in our shared types cannot hide behind the same mistake here.
 
+pub mod abaha;
 mod common;
 pub mod kiotviet;
 

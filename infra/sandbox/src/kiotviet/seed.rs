@@ -274,7 +274,8 @@ fn rng_for(seed: u64, entity: u64) -> StdRng {
 }
 
 pub(crate) fn uuid(rng: &mut impl Rng) -> String {
-    let a: u128 = rng.random();
+    // Version 4, RFC 4122 variant, as .NET's Guid.NewGuid() prints it.
+    let a: u128 = rng.random::<u128>() & !(0xF << 76) & !(0x3 << 62) | (0x4 << 76) | (0x2 << 62);
     let h = format!("{a:032x}");
     format!(
         "{}-{}-{}-{}-{}",
