@@ -407,7 +407,7 @@ impl KiotVietClient {
         }
     }
 
-    /// The request loop: deadline, budget (GETs), token, headers, one renewal on 401, retries.
+    /// The request loop: deadline, token, budget (GETs), headers, one renewal on 401, retries.
     pub(crate) async fn send(&self, call: &Call) -> Result<Vec<u8>, KvError> {
         let inner = &self.inner;
         let retailer =
@@ -604,8 +604,12 @@ impl KiotVietClient {
 
     // ---- writes ------------------------------------------------------------------------------
 
-    /// `POST /orders` (PascalCase body). Not retried on 5xx or timeouts: see [`Kind::Create`] —
-    /// a [`KvError::Transient`] here means the order may exist.
+    /// `POST /orders` (PascalCase body).
+    ///
+    /// Retried only when KiotViet cannot have acted on the request: a connection that was never
+    /// made, a 429, or a 401 (renewed once). A timeout or 5xx may come after KiotViet created the
+    /// order, so it is not re-sent: the [`KvError::Transient`] says "may have reached KiotViet",
+    /// and the order push looks for its own reference ([`Self::recent_orders`]) before trying again.
     pub async fn create_order(&self, order: &OrderCreate) -> Result<OrderCreated, KvError> {
         let call = Call::with_body(Method::POST, "/orders", order, Kind::Create)?;
         self.call_detail(&call).await
