@@ -174,7 +174,7 @@ fn admit(st: &mut KvState, is_get: bool, headers: &HeaderMap) -> Option<Response
     st.api_requests += 1;
     if let Some(n) = st.faults.faults().expire_token_every_n_requests
         && n > 0
-        && st.api_requests % n == 0
+        && st.api_requests.is_multiple_of(n)
     {
         st.tokens.clear();
         st.stats.unauthorized += 1;
@@ -572,9 +572,9 @@ async fn customers(
         lower("contactNumber"),
         lower("email"),
     );
-    let contains = |v: &Option<String>, q: &Option<String>| match q {
+    let contains = |v: Option<&str>, q: &Option<String>| match q {
         None => true,
-        Some(q) => v.as_deref().is_some_and(|v| v.to_lowercase().contains(q)),
+        Some(q) => v.is_some_and(|v| v.to_lowercase().contains(q)),
     };
     let mut st = sh.lock();
     let since = lq.since;
@@ -582,10 +582,10 @@ async fn customers(
         .customers
         .page(lq.field, lq.desc, lq.offset, lq.page_size, |c| {
             since.is_none_or(|s| c.changed_at() >= s)
-                && contains(&Some(c.code.clone()), &code)
-                && contains(&c.name, &name)
-                && contains(&c.contact_number, &phone)
-                && contains(&c.email, &email)
+                && contains(Some(&c.code), &code)
+                && contains(c.name.as_deref(), &name)
+                && contains(c.contact_number.as_deref(), &phone)
+                && contains(c.email.as_deref(), &email)
         });
     let data = idx
         .iter()
@@ -770,9 +770,17 @@ async fn order_by_code(State(sh): State<Arc<KvShared>>, Path(code): Path<String>
 
 async fn create_order(State(sh): State<Arc<KvShared>>, body: Bytes) -> Result<Response, Response> {
     let body = json_body(&body)?;
-    sh.mutate(|st| st.create_order(&body))
-        .map(ok)
-        .map_err(sim_error)
+    let (created, lose_answer) = sh.mutate(|st| {
+        let created = st.create_order(&body);
+        // The fault fires only once an order exists: the caller sees a failure, KiotViet has it.
+        let lose = created.is_ok() && std::mem::take(&mut st.lose_next_order_answer);
+        (created, lose)
+    });
+    let created = created.map_err(sim_error)?;
+    if lose_answer {
+        return Err(server_error(StatusCode::INTERNAL_SERVER_ERROR));
+    }
+    Ok(ok(created))
 }
 
 // ---- webhooks ---------------------------------------------------------------------------------

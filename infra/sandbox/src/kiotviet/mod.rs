@@ -2,7 +2,7 @@
 //! described in `reference/kiotviet-fnb-api.md`, over seeded café data.
 //!
 //! Where the reference marks a behaviour unconfirmed, the simulator picks one plausible answer
-//! and says so in a comment; those choices are listed in the crate's README section of `lib.rs`.
+//! and says so in a comment; the crate docs (`lib.rs`) list those choices.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -532,6 +532,17 @@ impl KvHandle {
         self.shared().mutate(|st| st.set_invoice_status(id, status))
     }
 
+    /// The till edits an invoice after the sale; bumps modifiedDate (late edits, R-INV-3).
+    pub fn edit_invoice(&self, id: i64, edits: InvoiceEdits) -> Result<(), SimError> {
+        self.shared().mutate(|st| st.edit_invoice(id, edits))
+    }
+
+    /// One-shot: the next `POST /orders` creates the order, then answers 500 as if the answer
+    /// was lost on the way back (the crash window an exactly-once push must close).
+    pub fn fail_next_order_answer(&self) {
+        self.shared().lock().lose_next_order_answer = true;
+    }
+
     /// The till completes an order: a new invoice (status 1 unless edited) whose `orderCode` is
     /// the order's code, with the order's lines or the edited ones. Returns the invoice id.
     pub fn invoice_order(&self, order_id: i64, edits: InvoiceEdits) -> Result<i64, SimError> {
@@ -556,6 +567,12 @@ impl KvHandle {
 
     pub fn customer(&self, id: i64) -> Option<Value> {
         self.shared().lock().customer_json(id)
+    }
+
+    /// A category as `GET /categories` renders it (flat, no children), or None if absent/deleted.
+    pub fn category(&self, id: i64) -> Option<Value> {
+        let st = self.shared().lock();
+        st.categories.get(id).map(|c| st.render_category(c, false))
     }
 
     pub fn invoice(&self, id: i64) -> Option<Value> {

@@ -489,7 +489,7 @@ fn products(
             name: "",
             category,
             price,
-            sized: n % 5 == 0,
+            sized: n.is_multiple_of(5),
             units: None,
         };
         b.family(&name, &shape, &toppings, count);

@@ -84,6 +84,9 @@ pub(crate) struct KvState {
     pub stats: KvStats,
     pub created_customers: Vec<i64>,
     pub created_order_ids: Vec<i64>,
+    /// One-shot fault: the next `POST /orders` creates the order, then answers 500 as if the
+    /// answer was lost (the crash window of an exactly-once push).
+    pub lose_next_order_answer: bool,
     pub events: Vec<Event>,
     pub deliveries: Vec<WebhookDelivery>,
     next_payment_id: i64,
@@ -133,6 +136,7 @@ impl KvState {
             stats: KvStats::default(),
             created_customers: Vec::new(),
             created_order_ids: Vec::new(),
+            lose_next_order_answer: false,
             events: Vec::new(),
             deliveries: Vec::new(),
             next_payment_id: FIRST_PAYMENT_ID,
@@ -171,6 +175,7 @@ impl KvState {
         self.stats = KvStats::default();
         self.created_customers.clear();
         self.created_order_ids.clear();
+        self.lose_next_order_answer = false;
         self.deliveries.clear();
         self.events.clear();
     }
@@ -836,6 +841,34 @@ impl KvState {
             .ok_or_else(|| not_found(format!("Hóa đơn {id} không tồn tại")))?;
         inv.status = status;
         inv.modified = Some(stamp);
+        Ok(())
+    }
+
+    /// The till edits an invoice after the sale (lines, discount, status, payment): bumps
+    /// modifiedDate, as KiotViet does for late edits (R-INV-3).
+    pub(crate) fn edit_invoice(&mut self, id: i64, edits: InvoiceEdits) -> Result<(), SimError> {
+        let mut inv = self
+            .invoices
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found(format!("Hóa đơn {id} không tồn tại")))?;
+        if let Some(lines) = &edits.lines {
+            inv.lines = self.invoice_lines(lines)?;
+        }
+        if let Some(status) = edits.status {
+            inv.status = Self::check_invoice_status(status)?;
+        }
+        if let Some(discount) = edits.discount {
+            inv.discount = discount;
+        }
+        let method = edits
+            .payment_method
+            .or_else(|| inv.payments.first().map(|p| p.method.clone()));
+        self.pay(&mut inv, method);
+        inv.modified = Some(self.stamp(id));
+        if let Some(stored) = self.invoices.get_mut(id) {
+            *stored = inv;
+        }
         Ok(())
     }
 
