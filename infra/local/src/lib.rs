@@ -68,8 +68,13 @@ pub struct Stack {
 /// Errors of bringing the stack up, each naming what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
-    #[error("could not start moto ({path}): {source}. Run `infra/bootstrap.sh stack` (or `make bootstrap`) first, or set AWS_ENDPOINT_URL")]
-    Moto { path: String, source: std::io::Error },
+    #[error(
+        "could not start moto ({path}): {source}. Run `infra/bootstrap.sh stack` (or `make bootstrap`) first, or set AWS_ENDPOINT_URL"
+    )]
+    Moto {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("moto did not come up on {0} within 15 s; see .local/moto.log")]
     MotoTimeout(String),
     #[error("could not provision {what}: {message}")]
@@ -77,9 +82,56 @@ pub enum StackError {
     #[error("could not start a sandbox: {0}")]
     Sandbox(std::io::Error),
     #[error("could not serve the service API on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("bad configuration: {0}")]
     Config(String),
+}
+
+pub mod bench;
+
+/// A small client of the service API with the admin token (demo and benchmark).
+pub struct DemoApi {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+pub fn demo_api(stack: &Stack) -> DemoApi {
+    DemoApi {
+        http: reqwest::Client::new(),
+        base: stack.api_url.clone(),
+        token: stack.admin_token.clone(),
+    }
+}
+
+impl DemoApi {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value), String> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{}", self.base, path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .json::<serde_json::Value>()
+            .await
+            .unwrap_or(serde_json::Value::Null);
+        Ok((status, body))
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -100,7 +152,11 @@ impl Stack {
                 unsafe { std::env::set_var(k, v) };
             }
         }
-        let (aws_endpoint, moto) = match opts.aws_endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL")) {
+        let (aws_endpoint, moto) = match opts
+            .aws_endpoint
+            .clone()
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+        {
             Some(url) => (url, None),
             None => {
                 let m = MotoProcess::start().await?;
@@ -123,7 +179,11 @@ impl Stack {
         settings.table_name = format!("{}{}", settings.table_name, sfx);
 
         // Sandboxes for the systems we do not own, unless real ones are given.
-        let kv_given = if opts.force_sandboxes { None } else { env("KIOTVIET_API_URL") };
+        let kv_given = if opts.force_sandboxes {
+            None
+        } else {
+            env("KIOTVIET_API_URL")
+        };
         let (kiotviet, kv_api_url, kv_token_url) = match kv_given {
             Some(url) => {
                 let token = env("KIOTVIET_TOKEN_URL");
@@ -138,7 +198,11 @@ impl Stack {
             }
         };
         let abaha_token = env("ABAHA_API_TOKEN").unwrap_or_else(|| "local-abaha-token".into());
-        let abaha_given = if opts.force_sandboxes { None } else { env("ABAHA_API_URL") };
+        let abaha_given = if opts.force_sandboxes {
+            None
+        } else {
+            env("ABAHA_API_URL")
+        };
         let (abaha, abaha_url) = match abaha_given {
             Some(url) => (None, url),
             None => {
@@ -157,19 +221,33 @@ impl Stack {
         // Table, key and queues, created idempotently in whatever endpoint we were given.
         store::provision::ensure_table(&dynamo, &settings.table_name)
             .await
-            .map_err(|e| StackError::Provision { what: "the DynamoDB table", message: e.to_string() })?;
+            .map_err(|e| StackError::Provision {
+                what: "the DynamoDB table",
+                message: e.to_string(),
+            })?;
         let key_alias = format!("alias/kiotviet-fnb-sync{sfx}");
         let key_id = store::provision::ensure_key(&kms, &key_alias)
             .await
-            .map_err(|e| StackError::Provision { what: "the KMS key", message: e.to_string() })?;
+            .map_err(|e| StackError::Provision {
+                what: "the KMS key",
+                message: e.to_string(),
+            })?;
         let queue_url = |name: &'static str| {
             let sqs = sqs.clone();
             let sfx = sfx.clone();
             async move {
-                store::provision::ensure_queue(&sqs, &format!("{name}{sfx}"), &format!("{name}-dlq{sfx}"), 5)
-                    .await
-                    .map(|q| q.url)
-                    .map_err(|e| StackError::Provision { what: "an SQS queue", message: e.to_string() })
+                store::provision::ensure_queue(
+                    &sqs,
+                    &format!("{name}{sfx}"),
+                    &format!("{name}-dlq{sfx}"),
+                    5,
+                )
+                .await
+                .map(|q| q.url)
+                .map_err(|e| StackError::Provision {
+                    what: "an SQS queue",
+                    message: e.to_string(),
+                })
             }
         };
         settings.queues = engine::settings::Queues {
@@ -178,7 +256,10 @@ impl Stack {
             invoices: queue_url("invoice-jobs").await?,
         };
 
-        let mut kv_config = KiotVietConfig::for_urls(kv_api_url.clone(), kv_token_url.unwrap_or_else(|| kiotviet::DEFAULT_TOKEN_URL.to_string()));
+        let mut kv_config = KiotVietConfig::for_urls(
+            kv_api_url.clone(),
+            kv_token_url.unwrap_or_else(|| kiotviet::DEFAULT_TOKEN_URL.to_string()),
+        );
         if kiotviet.is_some() {
             kv_config.fallback_token_url = None;
         }
@@ -207,10 +288,18 @@ impl Stack {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| StackError::Bind { addr: addr.to_string(), source })?;
-        let bound = listener.local_addr().map_err(|source| StackError::Bind { addr: addr.to_string(), source })?;
+            .map_err(|source| StackError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| StackError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
         let (shutdown, rx) = watch::channel(false);
-        let app = axum::Router::new().fallback(serve).with_state(service.clone());
+        let app = axum::Router::new()
+            .fallback(serve)
+            .with_state(service.clone());
         let mut stop = rx.clone();
         let mut tasks = vec![tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -220,12 +309,24 @@ impl Stack {
                 .await;
         })];
         if !opts.no_workers {
-            for q in [&service.settings.queues.catalog, &service.settings.queues.customers, &service.settings.queues.invoices] {
-                tasks.push(tokio::spawn(poll_queue(service.clone(), q.clone(), rx.clone())));
+            for q in [
+                &service.settings.queues.catalog,
+                &service.settings.queues.customers,
+                &service.settings.queues.invoices,
+            ] {
+                tasks.push(tokio::spawn(poll_queue(
+                    service.clone(),
+                    q.clone(),
+                    rx.clone(),
+                )));
             }
         }
         if schedule_secs > 0 {
-            tasks.push(tokio::spawn(schedule(service.clone(), schedule_secs, rx.clone())));
+            tasks.push(tokio::spawn(schedule(
+                service.clone(),
+                schedule_secs,
+                rx.clone(),
+            )));
         }
         Ok(Stack {
             api_url: format!("http://{bound}"),
@@ -291,11 +392,18 @@ async fn serve(State(svc): State<Service>, req: Request) -> Response {
     let mut resp = (
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [("content-type", "application/json")],
-        if is_head { String::new() } else { answer.body.to_string() },
+        if is_head {
+            String::new()
+        } else {
+            answer.body.to_string()
+        },
     )
         .into_response();
     for (k, v) in answer.headers {
-        if let (Ok(name), Ok(value)) = (axum::http::HeaderName::try_from(k), HeaderValue::try_from(v)) {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(k),
+            HeaderValue::try_from(v),
+        ) {
             resp.headers_mut().insert(name, value);
         }
     }
@@ -304,7 +412,12 @@ async fn serve(State(svc): State<Service>, req: Request) -> Response {
 
 fn headers_map(h: &HeaderMap) -> std::collections::HashMap<String, String> {
     h.iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().ok()?.to_string(),
+            ))
+        })
         .collect()
 }
 
@@ -352,16 +465,23 @@ async fn poll_queue(svc: Service, queue_url: String, mut stop: watch::Receiver<b
         let deadline = engine::jobs::local_deadline(&svc);
         let records = jobs
             .iter()
-            .map(|j| (j.id.clone(), match &j.body {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            }))
+            .map(|j| {
+                (
+                    j.id.clone(),
+                    match &j.body {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                )
+            })
             .collect();
         let failed = engine::jobs::handle_batch(&svc, records, deadline).await;
         for j in &jobs {
             let result = if failed.contains(&j.id) {
                 // Back soon, with a little backoff by receive count.
-                svc.queue.change_visibility(&queue_url, &j.receipt, j.receive_count.min(10) * 2).await
+                svc.queue
+                    .change_visibility(&queue_url, &j.receipt, j.receive_count.min(10) * 2)
+                    .await
             } else {
                 svc.queue.delete(&queue_url, &j.receipt).await
             };
@@ -396,8 +516,13 @@ struct MotoProcess {
 
 impl MotoProcess {
     async fn start() -> Result<MotoProcess, StackError> {
-        let path = env("MOTO_SERVER_BIN").map(PathBuf::from).unwrap_or_else(default_moto_path);
-        let port = free_port().map_err(|source| StackError::Moto { path: path.display().to_string(), source })?;
+        let path = env("MOTO_SERVER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(default_moto_path);
+        let port = free_port().map_err(|source| StackError::Moto {
+            path: path.display().to_string(),
+            source,
+        })?;
         let log_dir = workspace_root().join(".local");
         let _ = std::fs::create_dir_all(&log_dir);
         let log = std::fs::File::create(log_dir.join("moto.log")).ok();
@@ -414,15 +539,20 @@ impl MotoProcess {
                 }
             }
             None => {
-                cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+                cmd.stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
             }
         }
-        let child = cmd
-            .spawn()
-            .map_err(|source| StackError::Moto { path: path.display().to_string(), source })?;
+        let child = cmd.spawn().map_err(|source| StackError::Moto {
+            path: path.display().to_string(),
+            source,
+        })?;
         let url = format!("http://127.0.0.1:{port}");
         for _ in 0..150 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Ok(MotoProcess { url, child });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

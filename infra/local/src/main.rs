@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use local_stack::{Stack, StackOptions};
+use local_stack::{DemoApi, Stack, StackOptions};
 use serde_json::{Value, json};
 
 #[tokio::main]
@@ -13,7 +13,17 @@ async fn main() {
     let result = match cmd.as_str() {
         "serve" => serve().await,
         "demo" => demo().await,
-        other => Err(format!("unknown command {other:?}; use `serve` or `demo`")),
+        "bench" => {
+            init_logs("warn");
+            let mut opts = local_stack::bench::BenchOptions::default();
+            if let Ok(size) = std::env::var("BENCH_SIZE") {
+                opts.size = size;
+            }
+            local_stack::bench::run(opts).await
+        }
+        other => Err(format!(
+            "unknown command {other:?}; use `serve`, `demo` or `bench`"
+        )),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -24,12 +34,18 @@ async fn main() {
 fn init_logs(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 async fn serve() -> Result<(), String> {
     init_logs("info");
-    let stack = Stack::start(StackOptions::default()).await.map_err(|e| e.to_string())?;
+    let stack = Stack::start(StackOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
     println!("service API     {}", stack.api_url);
     println!("DynamoDB/SQS/KMS {}", stack.aws_endpoint);
     println!("KiotViet FnB    {}", stack.kiotviet_api_url);
@@ -41,48 +57,42 @@ async fn serve() -> Result<(), String> {
     Ok(())
 }
 
-/// A small HTTP client for the demo, always with the admin token.
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{}", self.base, path))
-            .bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.map_err(|e| format!("{method} {path}: {e}"))?;
-        let status = resp.status().as_u16();
-        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-        Ok((status, body))
-    }
-}
-
 async fn demo() -> Result<(), String> {
     init_logs("warn");
     let t0 = Instant::now();
     println!("== KiotViet FnB ⇄ Abaha sync — local demo ==");
-    println!("Starting the local stack (moto for DynamoDB/SQS/KMS, KiotViet FnB + Abaha sandboxes, service API)…");
+    println!(
+        "Starting the local stack (moto for DynamoDB/SQS/KMS, KiotViet FnB + Abaha sandboxes, service API)…"
+    );
     let opts = StackOptions {
-        service_port: std::env::var("SERVICE_PORT").ok().and_then(|p| p.parse().ok()).or(Some(0)),
+        service_port: std::env::var("SERVICE_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .or(Some(0)),
         ..StackOptions::default()
     };
     let stack = Stack::start(opts).await.map_err(|e| e.to_string())?;
     println!("  service API    {}", stack.api_url);
     println!("  AWS stand-in   {}", stack.aws_endpoint);
-    println!("  KiotViet FnB   {}{}", stack.kiotviet_api_url, if stack.kiotviet.is_some() { "  (sandbox: café menu, small)" } else { "" });
-    println!("  Abaha Sync API {}{}", stack.abaha_api_url, if stack.abaha.is_some() { "  (sandbox)" } else { "" });
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: stack.api_url.clone(),
-        token: stack.admin_token.clone(),
-    };
+    println!(
+        "  KiotViet FnB   {}{}",
+        stack.kiotviet_api_url,
+        if stack.kiotviet.is_some() {
+            "  (sandbox: café menu, small)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  Abaha Sync API {}{}",
+        stack.abaha_api_url,
+        if stack.abaha.is_some() {
+            "  (sandbox)"
+        } else {
+            ""
+        }
+    );
+    let api = local_stack::demo_api(&stack);
     let shop = std::env::var("DEMO_SHOP_ID").unwrap_or_else(|_| "demo-cafe".into());
 
     // 1. Connect (R-CON-3: checked live).
@@ -100,10 +110,12 @@ async fn demo() -> Result<(), String> {
         .call(
             reqwest::Method::PUT,
             &format!("/v1/shops/{shop}/connection"),
-            Some(json!({"account_type": "fnb", "retailer": retailer, "client_id": client_id,
+            Some(
+                json!({"account_type": "fnb", "retailer": retailer, "client_id": client_id,
                 "client_secret": client_secret, "branch_id": branch_id,
                 "sync": {"products": true, "customers": true, "orders": true},
-                "keep_app_product_status": true, "invoice_history_days": 30})),
+                "keep_app_product_status": true, "invoice_history_days": 30}),
+            ),
         )
         .await?;
     if status != 200 {
@@ -111,7 +123,11 @@ async fn demo() -> Result<(), String> {
     }
     let branches: Vec<String> = body["branches"]
         .as_array()
-        .map(|b| b.iter().map(|x| format!("{} {}", x["id"], x["name"].as_str().unwrap_or(""))).collect())
+        .map(|b| {
+            b.iter()
+                .map(|x| format!("{} {}", x["id"], x["name"].as_str().unwrap_or("")))
+                .collect()
+        })
         .unwrap_or_default();
     println!("   connected; branches: {}", branches.join(", "));
 
@@ -136,15 +152,30 @@ async fn demo() -> Result<(), String> {
     if lines.is_empty() {
         println!("   (no products in Abaha to order; skipped)");
     } else {
-        let subtotal: f64 = lines.iter().map(|l| l["price"].as_f64().unwrap_or(0.0) * 2.0).sum();
+        let subtotal: f64 = lines
+            .iter()
+            .map(|l| l["price"].as_f64().unwrap_or(0.0) * 2.0)
+            .sum();
         let order = json!({"id": "A-1001", "code": "DH1001", "status": "approved",
             "created_at": chrono::Utc::now().to_rfc3339(), "delivery_time": null, "note": "Giao cổng sau",
             "customer": {"id": "U-77", "name": "Nguyễn Văn A", "phone": "0987654321", "email": null},
             "shipping_address": {"name": "Nguyễn Văn A", "phone": "0987654321", "address": "1 Lê Lợi", "ward": "Bến Nghé", "district": "Quận 1", "province": "Hồ Chí Minh"},
             "lines": lines, "shipping_fee": 15000, "discount": 0, "total": subtotal + 15000.0});
-        let (s1, b1) = api.call(reqwest::Method::POST, &format!("/v1/shops/{shop}/orders"), Some(order.clone())).await?;
+        let (s1, b1) = api
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/shops/{shop}/orders"),
+                Some(order.clone()),
+            )
+            .await?;
         println!("   first push  → {s1} {b1}");
-        let (s2, b2) = api.call(reqwest::Method::POST, &format!("/v1/shops/{shop}/orders"), Some(order)).await?;
+        let (s2, b2) = api
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/shops/{shop}/orders"),
+                Some(order),
+            )
+            .await?;
         println!("   second push → {s2} {b2}   (same order: replayed, never doubled)");
         if let Some(kv) = &stack.kiotviet {
             println!("   KiotViet orders created: {}", kv.created_orders().len());
@@ -156,16 +187,23 @@ async fn demo() -> Result<(), String> {
     let report = run_sync(&api, &shop, false).await?;
     print_report(&report);
 
-    println!("\nDone in {:.1} s. What is built: connections, full/incremental pulls of all four entities, order and customer push.", t0.elapsed().as_secs_f64());
+    println!(
+        "\nDone in {:.1} s. What is built: connections, full/incremental pulls of all four entities, order and customer push.",
+        t0.elapsed().as_secs_f64()
+    );
     println!("Not built yet: KiotViet webhooks (POST /v1/kiotviet/webhooks/… answers 501).");
     stack.stop().await;
     Ok(())
 }
 
-async fn run_sync(api: &Api, shop: &str, full: bool) -> Result<Value, String> {
+async fn run_sync(api: &DemoApi, shop: &str, full: bool) -> Result<Value, String> {
     let started = Instant::now();
     let (status, body) = api
-        .call(reqwest::Method::POST, &format!("/v1/shops/{shop}/sync"), Some(json!({"full": full})))
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/shops/{shop}/sync"),
+            Some(json!({"full": full})),
+        )
         .await?;
     if status != 202 {
         return Err(format!("sync refused ({status}): {body}"));
@@ -174,11 +212,20 @@ async fn run_sync(api: &Api, shop: &str, full: bool) -> Result<Value, String> {
     println!("   run {run_id}");
     let mut last_line = String::new();
     loop {
-        let (_, report) = api.call(reqwest::Method::GET, &format!("/v1/shops/{shop}/sync/{run_id}"), None).await?;
+        let (_, report) = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/shops/{shop}/sync/{run_id}"),
+                None,
+            )
+            .await?;
         let state = report["state"].as_str().unwrap_or("?").to_string();
         let line = progress_line(&report);
         if line != last_line {
-            println!("   [{:>5.1}s] {state:<9} {line}", started.elapsed().as_secs_f64());
+            println!(
+                "   [{:>5.1}s] {state:<9} {line}",
+                started.elapsed().as_secs_f64()
+            );
             last_line = line;
         }
         if matches!(state.as_str(), "succeeded" | "partial" | "failed") {
@@ -192,23 +239,47 @@ async fn run_sync(api: &Api, shop: &str, full: bool) -> Result<Value, String> {
 }
 
 fn progress_line(report: &Value) -> String {
-    let Some(entities) = report["entities"].as_object() else { return String::new() };
+    let Some(entities) = report["entities"].as_object() else {
+        return String::new();
+    };
     entities
         .iter()
-        .map(|(name, e)| format!("{name}: {} ({} read)", e["state"].as_str().unwrap_or("?"), e["read"].as_u64().unwrap_or(0)))
+        .map(|(name, e)| {
+            format!(
+                "{name}: {} ({} read)",
+                e["state"].as_str().unwrap_or("?"),
+                e["read"].as_u64().unwrap_or(0)
+            )
+        })
         .collect::<Vec<_>>()
         .join(" · ")
 }
 
 fn print_report(report: &Value) {
-    let header = ["entity", "state", "read", "created", "updated", "unchanged", "skipped", "failed", "KV calls", "Abaha calls"];
+    let header = [
+        "entity",
+        "state",
+        "read",
+        "created",
+        "updated",
+        "unchanged",
+        "skipped",
+        "failed",
+        "KV calls",
+        "Abaha calls",
+    ];
     let mut rows: Vec<Vec<String>> = vec![];
     if let Some(entities) = report["entities"].as_object() {
         for (name, e) in entities {
             let n = |k: &str| e[k].as_u64().unwrap_or(0).to_string();
             let skipped = e["skipped"]
                 .as_object()
-                .map(|m| m.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "))
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{v} {k}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "0".into());
             rows.push(vec![
@@ -226,7 +297,13 @@ fn print_report(report: &Value) {
         }
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |cells: Vec<String>| {
         cells
@@ -236,13 +313,26 @@ fn print_report(report: &Value) {
             .collect::<Vec<_>>()
             .join(" │ ")
     };
-    println!("   {}", line(header.iter().map(|s| s.to_string()).collect()));
-    println!("   {}", widths.iter().map(|w| "─".repeat(*w)).collect::<Vec<_>>().join("─┼─"));
+    println!(
+        "   {}",
+        line(header.iter().map(|s| s.to_string()).collect())
+    );
+    println!(
+        "   {}",
+        widths
+            .iter()
+            .map(|w| "─".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("─┼─")
+    );
     for r in rows {
         println!("   {}", line(r));
     }
     println!("   run state: {}", report["state"].as_str().unwrap_or("?"));
-    if let Some(actions) = report["manual_actions"].as_array().filter(|a| !a.is_empty()) {
+    if let Some(actions) = report["manual_actions"]
+        .as_array()
+        .filter(|a| !a.is_empty())
+    {
         println!("   manual actions for the shop owner:");
         for a in actions.iter().take(10) {
             println!("   - {}", a["message"].as_str().unwrap_or(""));
@@ -251,7 +341,12 @@ fn print_report(report: &Value) {
     if let Some(errors) = report["errors"].as_array().filter(|a| !a.is_empty()) {
         println!("   errors ({}):", errors.len());
         for e in errors.iter().take(10) {
-            println!("   - {} {}: {}", e["entity"].as_str().unwrap_or(""), e["kiotviet_id"], e["message"].as_str().unwrap_or(""));
+            println!(
+                "   - {} {}: {}",
+                e["entity"].as_str().unwrap_or(""),
+                e["kiotviet_id"],
+                e["message"].as_str().unwrap_or("")
+            );
         }
     }
 }

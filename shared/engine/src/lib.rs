@@ -12,6 +12,7 @@ pub mod api;
 pub mod connections;
 pub mod error;
 pub mod jobs;
+pub mod prefetch;
 pub mod pull;
 pub mod push;
 pub mod runs;

@@ -6,7 +6,7 @@
 //! The cursor moves only when every page is written, to the run's start (never past data not yet
 //! written, never backwards — the store refuses that).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use abaha::{AbahaError, Collection};
@@ -18,9 +18,11 @@ use mapping::kiotviet::{Category, Customer, Invoice, Page, Product};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use store::{Connection, IdKind, IdLink, LeaseAnswer};
+use tokio::task::JoinHandle;
 
 use crate::error::JobError;
 use crate::jobs::{Entity, SyncJob};
+use crate::prefetch::Prefetcher;
 use crate::runs::{self, Tally};
 use crate::service::Service;
 
@@ -29,7 +31,9 @@ use crate::service::Service;
 pub enum PullEnd {
     Done,
     /// Checkpointed; a continuation must go on after `delay` (None: at once).
-    HandOver { delay: Option<Duration> },
+    HandOver {
+        delay: Option<Duration>,
+    },
 }
 
 /// Where a pull stands, saved after every page (R-SYN-2).
@@ -59,7 +63,12 @@ pub async fn end_entity(
         ..Tally::default()
     };
     svc.store
-        .put_entity_report(&job.shop_id, &job.run_id, entity.as_str(), &tally.to_value())
+        .put_entity_report(
+            &job.shop_id,
+            &job.run_id,
+            entity.as_str(),
+            &tally.to_value(),
+        )
         .await?;
     runs::finish_if_done(svc, &job.shop_id, &job.run_id).await
 }
@@ -75,14 +84,16 @@ pub async fn pull_entity(
     let shop = conn.shop_id.as_str();
     let name = entity.as_str();
     let now = svc.now();
-    let lease_until = now + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
+    let lease_until = now
+        + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
     if let LeaseAnswer::HeldBy { holder, .. } = svc
         .store
         .acquire_lease(shop, name, &job.run_id, lease_until, now)
         .await?
     {
         // R-SYN-3: another run is pulling this entity; this trigger is harmless.
-        let msg = format!("Another run ({holder}) is syncing {name}; this run left it to that one.");
+        let msg =
+            format!("Another run ({holder}) is syncing {name}; this run left it to that one.");
         end_entity(svc, job, entity, "skipped", Some(&msg)).await?;
         return Ok(PullEnd::Done);
     }
@@ -105,48 +116,90 @@ pub async fn pull_entity(
     let request = list_request(entity, ck.from);
     // The tally may carry calls of earlier invocations of this run; add only this client's.
     let (calls_base, tally_calls_base) = (kv.api_calls(), ck.tally.api_calls);
+    // Pages are read ahead (up to the shop's GET slots) and processed a few at a time; the
+    // checkpoint only ever covers pages whose every write is done, in order.
+    let mut prefetch = Prefetcher::new(
+        kv.clone(),
+        request,
+        svc.settings.kiotviet_concurrency,
+        svc.kiotviet_slots(&conn.retailer),
+    );
     let outcome: Result<(), JobError> = async {
+        let mut processing: VecDeque<JoinHandle<Result<PageDone, JobError>>> = VecDeque::new();
+        let mut read_pos = ck.position;
+        let mut reading_done = false;
+        let mut handing_over = false;
+        let mut last_save = Instant::now();
         loop {
-            if deadline.saturating_duration_since(Instant::now()) < svc.settings.handover_margin {
-                return Err(JobError::KiotViet(KvError::Deadline));
+            while !reading_done && !handing_over && processing.len() < PROCESSING_DEPTH {
+                if deadline.saturating_duration_since(Instant::now()) < svc.settings.handover_margin
+                {
+                    handing_over = true;
+                    break;
+                }
+                let page = prefetch.page_at(read_pos).await;
+                ck.tally.api_calls = tally_calls_base + (kv.api_calls() - calls_base);
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        drain(&mut processing, &mut ck).await;
+                        return Err(e.into());
+                    }
+                };
+                let read = page.data.len() as i64;
+                read_pos += read;
+                if read == 0 || read_pos >= page.total.unwrap_or(0) {
+                    reading_done = true;
+                }
+                processing.push_back(tokio::spawn(process_page(
+                    svc.clone(),
+                    conn.clone(),
+                    entity,
+                    page,
+                    read_pos,
+                    deadline,
+                )));
             }
-            let page = kv.page(&request, ck.position).await;
-            ck.tally.api_calls = tally_calls_base + (kv.api_calls() - calls_base);
-            let page = page?;
-            let read = page.data.len() as i64;
-            let mut step = PageStep::default();
-            match entity {
-                Entity::Categories => categories_page(svc, conn, &page, &mut ck.tally, &mut step, deadline).await?,
-                Entity::Products => products_page(svc, conn, &page, &mut ck.tally, &mut step, deadline).await?,
-                Entity::Customers => customers_page(svc, conn, &page, &mut ck.tally, &mut step, deadline).await?,
-                Entity::Invoices => invoices_page(svc, conn, &page, &mut ck.tally, &mut step, deadline).await?,
+            let Some(next) = processing.pop_front() else {
+                return if handing_over {
+                    Err(JobError::KiotViet(KvError::Deadline))
+                } else {
+                    Ok(())
+                };
+            };
+            let done = match next.await {
+                Ok(Ok(done)) => done,
+                Ok(Err(e)) => {
+                    drain(&mut processing, &mut ck).await;
+                    return Err(e);
+                }
+                Err(join) => {
+                    drain(&mut processing, &mut ck).await;
+                    return Err(JobError::BadJob(format!("page task failed: {join}")));
+                }
+            };
+            apply(svc, job, &mut ck, done).await?;
+            // Saving after every page would double the pull's storage traffic; a crash loses at
+            // most this much work, which the re-run redoes harmlessly (keyed upserts).
+            if !processing.is_empty() && last_save.elapsed() >= CHECKPOINT_EVERY {
+                save_progress(svc, job, entity, &ck).await?;
+                last_save = Instant::now();
             }
-            ck.tally.read += read as u64;
-            ck.position += read;
-            if !step.manual_actions.is_empty() {
-                svc.store.append_manual_actions(shop, &job.run_id, &step.manual_actions).await?;
-            }
-            if !step.errors.is_empty() {
-                svc.store.append_errors(shop, &job.run_id, &step.errors).await?;
-            }
-            if read == 0 || ck.position >= page.total.unwrap_or(0) {
-                return Ok(());
-            }
-            svc.store.put_checkpoint(shop, name, &checkpoint_value(&ck)).await?;
-            report(svc, job, entity, &ck.tally).await?;
-            let until = svc.now() + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
-            svc.store.renew_lease(shop, name, &job.run_id, until).await?;
-            svc.store.renew_lease(shop, runs::RUN_SCOPE, &job.run_id, until).await?;
         }
     }
     .await;
+    ck.tally.api_calls = tally_calls_base + (kv.api_calls() - calls_base);
 
     let e = match outcome {
         Ok(()) => {
             // Everything up to the pull's start is in Abaha: the cursor may move there (R-SYN-2).
             svc.store.advance_cursor(shop, name, ck.started_at).await?;
             svc.store.clear_checkpoint(shop, name).await?;
-            ck.tally.state = if ck.tally.failed > 0 { "partial".into() } else { "succeeded".into() };
+            ck.tally.state = if ck.tally.failed > 0 {
+                "partial".into()
+            } else {
+                "succeeded".into()
+            };
             ck.tally.message = None;
             report(svc, job, entity, &ck.tally).await?;
             svc.store.release_lease(shop, name, &job.run_id).await?;
@@ -158,10 +211,13 @@ pub async fn pull_entity(
         }
         Err(e) => e,
     };
-    svc.store.put_checkpoint(shop, name, &checkpoint_value(&ck)).await?;
+    svc.store
+        .put_checkpoint(shop, name, &checkpoint_value(&ck))
+        .await?;
     let hand_over = matches!(
         e,
-        JobError::KiotViet(KvError::Deadline | KvError::BudgetExhausted { .. }) | JobError::Abaha(AbahaError::Deadline)
+        JobError::KiotViet(KvError::Deadline | KvError::BudgetExhausted { .. })
+            | JobError::Abaha(AbahaError::Deadline)
     );
     if !hand_over && e.is_retryable() {
         // Left on the queue: SQS delivers the job again and it resumes from the checkpoint.
@@ -184,7 +240,9 @@ pub async fn pull_entity(
                 retry_at.with_timezone(&mapping::time::vn()).format("%H:%M")
             ));
             report(svc, job, entity, &ck.tally).await?;
-            let wait = (*retry_at - svc.now()).to_std().unwrap_or(Duration::from_secs(60));
+            let wait = (*retry_at - svc.now())
+                .to_std()
+                .unwrap_or(Duration::from_secs(60));
             Ok(PullEnd::HandOver { delay: Some(wait) })
         }
         _ => {
@@ -194,7 +252,11 @@ pub async fn pull_entity(
             ck.tally.message = Some(msg.clone());
             report(svc, job, entity, &ck.tally).await?;
             svc.store
-                .append_errors(shop, &job.run_id, &[json!({"entity": name, "kiotviet_id": null, "message": msg})])
+                .append_errors(
+                    shop,
+                    &job.run_id,
+                    &[json!({"entity": name, "kiotviet_id": null, "message": msg})],
+                )
                 .await?;
             svc.store.clear_checkpoint(shop, name).await?;
             svc.store.release_lease(shop, name, &job.run_id).await?;
@@ -204,13 +266,147 @@ pub async fn pull_entity(
     }
 }
 
+/// Pages processed at once per pull.
+const PROCESSING_DEPTH: usize = 3;
+/// How often a running pull saves its checkpoint and progress.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+
+/// What one processed page adds to the pull.
+struct PageDone {
+    tally: Tally,
+    step: PageStep,
+    read: u64,
+    /// The offset after this page.
+    end: i64,
+}
+
+async fn process_page(
+    svc: Service,
+    conn: Connection,
+    entity: Entity,
+    page: Page,
+    end: i64,
+    deadline: Instant,
+) -> Result<PageDone, JobError> {
+    let mut tally = Tally::default();
+    let mut step = PageStep::default();
+    let (svc, conn) = (&svc, &conn);
+    match entity {
+        Entity::Categories => {
+            categories_page(svc, conn, &page, &mut tally, &mut step, deadline).await?
+        }
+        Entity::Products => {
+            products_page(svc, conn, &page, &mut tally, &mut step, deadline).await?
+        }
+        Entity::Customers => {
+            customers_page(svc, conn, &page, &mut tally, &mut step, deadline).await?
+        }
+        Entity::Invoices => {
+            invoices_page(svc, conn, &page, &mut tally, &mut step, deadline).await?
+        }
+    }
+    Ok(PageDone {
+        tally,
+        step,
+        read: page.data.len() as u64,
+        end,
+    })
+}
+
+/// Adds a processed page to the pull, in order: counts, report lists, and the resume offset.
+async fn apply(
+    svc: &Service,
+    job: &SyncJob,
+    ck: &mut Checkpoint,
+    done: PageDone,
+) -> Result<(), JobError> {
+    let t = &mut ck.tally;
+    t.created += done.tally.created;
+    t.updated += done.tally.updated;
+    t.unchanged += done.tally.unchanged;
+    t.failed += done.tally.failed;
+    t.removed_in_kiotviet += done.tally.removed_in_kiotviet;
+    t.abaha_calls += done.tally.abaha_calls;
+    for (reason, n) in done.tally.skipped {
+        *t.skipped.entry(reason).or_default() += n;
+    }
+    t.read += done.read;
+    ck.position = done.end;
+    if !done.step.manual_actions.is_empty() {
+        svc.store
+            .append_manual_actions(&job.shop_id, &job.run_id, &done.step.manual_actions)
+            .await?;
+    }
+    if !done.step.errors.is_empty() {
+        svc.store
+            .append_errors(&job.shop_id, &job.run_id, &done.step.errors)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Waits for pages still being processed, so their writes are done (or failed) before the pull
+/// stops; only an in-order prefix of them moves the checkpoint.
+async fn drain(
+    processing: &mut VecDeque<JoinHandle<Result<PageDone, JobError>>>,
+    ck: &mut Checkpoint,
+) {
+    let mut in_order = true;
+    while let Some(h) = processing.pop_front() {
+        match h.await {
+            Ok(Ok(done)) if in_order => {
+                // Counted without the report lists: the run is about to stop or retry anyway.
+                ck.tally.read += done.read;
+                ck.tally.created += done.tally.created;
+                ck.tally.updated += done.tally.updated;
+                ck.tally.unchanged += done.tally.unchanged;
+                ck.position = done.end;
+            }
+            _ => in_order = false,
+        }
+    }
+}
+
+async fn save_progress(
+    svc: &Service,
+    job: &SyncJob,
+    entity: Entity,
+    ck: &Checkpoint,
+) -> Result<(), JobError> {
+    let shop = job.shop_id.as_str();
+    let name = entity.as_str();
+    svc.store
+        .put_checkpoint(shop, name, &checkpoint_value(ck))
+        .await?;
+    report(svc, job, entity, &ck.tally).await?;
+    let until = svc.now()
+        + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
+    svc.store
+        .renew_lease(shop, name, &job.run_id, until)
+        .await?;
+    svc.store
+        .renew_lease(shop, runs::RUN_SCOPE, &job.run_id, until)
+        .await?;
+    Ok(())
+}
+
 fn checkpoint_value(ck: &Checkpoint) -> Value {
     serde_json::to_value(ck).unwrap_or(Value::Null)
 }
 
-async fn report(svc: &Service, job: &SyncJob, entity: Entity, tally: &Tally) -> Result<(), store::StoreError> {
+async fn report(
+    svc: &Service,
+    job: &SyncJob,
+    entity: Entity,
+    tally: &Tally,
+) -> Result<(), store::StoreError> {
     svc.store
-        .put_entity_report(&job.shop_id, &job.run_id, entity.as_str(), &tally.to_value())
+        .put_entity_report(
+            &job.shop_id,
+            &job.run_id,
+            entity.as_str(),
+            &tally.to_value(),
+        )
         .await
 }
 
@@ -235,7 +431,9 @@ async fn fresh_checkpoint(
     let overlap = ChronoDuration::from_std(overlap).unwrap_or(ChronoDuration::minutes(10));
     let from = match (cursor, entity) {
         (Some(c), _) => Some(c.modified_from - overlap),
-        (None, Entity::Invoices) => Some(now - ChronoDuration::days(i64::from(conn.invoice_history_days))),
+        (None, Entity::Invoices) => {
+            Some(now - ChronoDuration::days(i64::from(conn.invoice_history_days)))
+        }
         (None, _) => None,
     };
     Ok(Checkpoint {
@@ -287,19 +485,29 @@ struct PageStep {
 
 impl PageStep {
     fn error(&mut self, entity: &str, kiotviet_id: Option<i64>, message: String) {
-        self.errors.push(json!({"entity": entity, "kiotviet_id": kiotviet_id, "message": message}));
+        self.errors
+            .push(json!({"entity": entity, "kiotviet_id": kiotviet_id, "message": message}));
     }
 }
 
 /// Decodes a page's records one by one, so one bad record is skipped and named, not the page.
-fn decode<T: serde::de::DeserializeOwned>(page: &Page, entity: &str, tally: &mut Tally, step: &mut PageStep) -> Vec<T> {
+fn decode<T: serde::de::DeserializeOwned>(
+    page: &Page,
+    entity: &str,
+    tally: &mut Tally,
+    step: &mut PageStep,
+) -> Vec<T> {
     let mut out = Vec::with_capacity(page.data.len());
     for r in page.decode::<T>() {
         match r {
             Ok(v) => out.push(v),
             Err(e) => {
                 tally.failed += 1;
-                step.error(entity, e.id, format!("KiotViet sent a record we could not read ({e}); it was skipped."));
+                step.error(
+                    entity,
+                    e.id,
+                    format!("KiotViet sent a record we could not read ({e}); it was skipped."),
+                );
             }
         }
     }
@@ -339,14 +547,22 @@ async fn upsert_changed<T: Serialize>(
         return Ok(());
     }
     let payload: Vec<&T> = changed.iter().map(|(_, _, item)| item).collect();
-    let outcome = match svc.abaha.upsert(shop, collection, &payload, Some(deadline)).await {
+    let outcome = match svc
+        .abaha
+        .upsert(shop, collection, &payload, Some(deadline))
+        .await
+    {
         Ok(o) => o,
         Err(AbahaError::Rejected { message, code, .. }) => {
             // Abaha refused the batch as a whole: our payload is at fault, not the run. Name the
             // records and go on with the next page.
             tally.failed += changed.len() as u64;
             for (id, _, _) in &changed {
-                step.error(entity, Some(*id), format!("Abaha refused this record ({code}): {message}"));
+                step.error(
+                    entity,
+                    Some(*id),
+                    format!("Abaha refused this record ({code}): {message}"),
+                );
             }
             return Ok(());
         }
@@ -372,12 +588,20 @@ fn count_result(
 ) {
     if let Some(err) = &result.error {
         tally.failed += 1;
-        step.error(entity, Some(id), format!("Abaha refused this record ({}): {}", err.code, err.message));
+        step.error(
+            entity,
+            Some(id),
+            format!("Abaha refused this record ({}): {}", err.code, err.message),
+        );
         return;
     }
     let Some(abaha_id) = result.abaha_id.clone() else {
         tally.failed += 1;
-        step.error(entity, Some(id), "Abaha answered without an id for this record.".into());
+        step.error(
+            entity,
+            Some(id),
+            "Abaha answered without an id for this record.".into(),
+        );
         return;
     };
     match result.status.map(|s| s.as_str()) {
@@ -385,7 +609,13 @@ fn count_result(
         Some("updated") => tally.updated += 1,
         _ => tally.unchanged += 1,
     }
-    links.push((id, IdLink { abaha_id, hash: Some(hash) }));
+    links.push((
+        id,
+        IdLink {
+            abaha_id,
+            hash: Some(hash),
+        },
+    ));
 }
 
 async fn categories_page(
@@ -403,7 +633,19 @@ async fn categories_page(
         .iter()
         .map(|c| (c.category_id, mapping::catalog::category_item(c)))
         .collect();
-    upsert_changed(svc, conn, IdKind::Category, Collection::Categories, "categories", items, content_hash, tally, step, deadline).await?;
+    upsert_changed(
+        svc,
+        conn,
+        IdKind::Category,
+        Collection::Categories,
+        "categories",
+        items,
+        content_hash,
+        tally,
+        step,
+        deadline,
+    )
+    .await?;
     tally.removed_in_kiotviet += page.removed_ids.len() as u64;
     Ok(())
 }
@@ -421,7 +663,19 @@ async fn products_page(
         .iter()
         .map(|p| (p.id, mapping::catalog::product_item(p, conn.branch_id)))
         .collect();
-    upsert_changed(svc, conn, IdKind::Product, Collection::Products, "products", items, content_hash, tally, step, deadline).await?;
+    upsert_changed(
+        svc,
+        conn,
+        IdKind::Product,
+        Collection::Products,
+        "products",
+        items,
+        content_hash,
+        tally,
+        step,
+        deadline,
+    )
+    .await?;
     removed_products(svc, conn, &page.removed_ids, tally, step).await
 }
 
@@ -458,7 +712,13 @@ async fn removed_products(
                 id, link.abaha_id
             ),
         }));
-        marked.push((*id, IdLink { abaha_id: link.abaha_id.clone(), hash: Some(REMOVED.into()) }));
+        marked.push((
+            *id,
+            IdLink {
+                abaha_id: link.abaha_id.clone(),
+                hash: Some(REMOVED.into()),
+            },
+        ));
     }
     svc.store.put_links(shop, IdKind::Product, &marked).await?;
     Ok(())
@@ -481,7 +741,19 @@ async fn customers_page(
             Err(reason) => tally.skip(reason.as_str()),
         }
     }
-    upsert_changed(svc, conn, IdKind::Customer, Collection::Customers, "customers", items, crate::push::customers::link_hash, tally, step, deadline).await?;
+    upsert_changed(
+        svc,
+        conn,
+        IdKind::Customer,
+        Collection::Customers,
+        "customers",
+        items,
+        crate::push::customers::link_hash,
+        tally,
+        step,
+        deadline,
+    )
+    .await?;
     tally.removed_in_kiotviet += page.removed_ids.len() as u64;
     Ok(())
 }
@@ -506,7 +778,13 @@ async fn invoices_page(
 
     // A completed invoice that came back cancelled: Abaha keeps a completed order; say so.
     let other_ids: Vec<i64> = others.iter().map(|i| i.id).collect();
-    let synced = if other_ids.is_empty() { HashMap::new() } else { svc.store.get_links(shop, IdKind::Invoice, &other_ids).await? };
+    let synced = if other_ids.is_empty() {
+        HashMap::new()
+    } else {
+        svc.store
+            .get_links(shop, IdKind::Invoice, &other_ids)
+            .await?
+    };
     let mut marked = Vec::new();
     for inv in &others {
         let class = classify(inv);
@@ -522,7 +800,13 @@ async fn invoices_page(
                         inv.code.clone().unwrap_or_default(), link.abaha_id
                     ),
                 }));
-                marked.push((inv.id, IdLink { abaha_id: link.abaha_id.clone(), hash: Some(CANCELLED.into()) }));
+                marked.push((
+                    inv.id,
+                    IdLink {
+                        abaha_id: link.abaha_id.clone(),
+                        hash: Some(CANCELLED.into()),
+                    },
+                ));
             }
         }
     }
@@ -534,15 +818,29 @@ async fn invoices_page(
         .iter()
         .flat_map(|i| i.invoice_details.iter().map(|d| d.product_id))
         .collect();
-    let products = if product_ids.is_empty() { HashMap::new() } else { svc.store.get_links(shop, IdKind::Product, &product_ids).await? };
+    let products = if product_ids.is_empty() {
+        HashMap::new()
+    } else {
+        svc.store
+            .get_links(shop, IdKind::Product, &product_ids)
+            .await?
+    };
     let order_keys: Vec<i64> = completed
         .iter()
-        .filter_map(|i| i.order_code.as_deref().map(crate::push::orders::order_code_key))
+        .filter_map(|i| {
+            i.order_code
+                .as_deref()
+                .map(crate::push::orders::order_code_key)
+        })
         .collect();
     let pushed: BTreeMap<i64, IdLink> = if order_keys.is_empty() {
         BTreeMap::new()
     } else {
-        svc.store.get_links(shop, IdKind::Order, &order_keys).await?.into_iter().collect()
+        svc.store
+            .get_links(shop, IdKind::Order, &order_keys)
+            .await?
+            .into_iter()
+            .collect()
     };
     let items = completed
         .iter()
@@ -562,5 +860,17 @@ async fn invoices_page(
             (inv.id, item)
         })
         .collect();
-    upsert_changed(svc, conn, IdKind::Invoice, Collection::Orders, "invoices", items, content_hash, tally, step, deadline).await
+    upsert_changed(
+        svc,
+        conn,
+        IdKind::Invoice,
+        Collection::Orders,
+        "invoices",
+        items,
+        content_hash,
+        tally,
+        step,
+        deadline,
+    )
+    .await
 }

@@ -23,7 +23,9 @@ pub struct Settings {
     pub get_budget_per_hour: u32,
     /// How far back an incremental pull re-reads before its cursor (R-SYN-1).
     pub overlap: Duration,
-    /// Invoices are edited late in KiotViet, so their pull re-reads a longer window (R-INV-3).
+    /// Invoices are edited late in KiotViet (R-INV-3). The pull filters on modification time, so a
+    /// late edit comes back on its own; the window only absorbs clock skew and late commits, and
+    /// is longer than the others because an invoice's money matters more than a product's name.
     pub invoice_overlap: Duration,
     /// A lease outlives a crashed holder by this much at most (R-SYN-3).
     pub lease_ttl: Duration,
@@ -35,6 +37,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Public base URL KiotViet webhooks are registered with (none: webhooks are not registered).
     pub webhook_base_url: Option<String>,
+    /// KiotViet GETs one shop may have in flight at once within one process (`KIOTVIET_CONCURRENCY`).
+    pub kiotviet_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -45,12 +49,13 @@ impl Default for Settings {
             queues: Queues::default(),
             get_budget_per_hour: 4000,
             overlap: Duration::from_secs(10 * 60),
-            invoice_overlap: Duration::from_secs(48 * 3600),
+            invoice_overlap: Duration::from_secs(60 * 60),
             lease_ttl: Duration::from_secs(15 * 60),
             handover_margin: Duration::from_secs(20),
             job_budget: Duration::from_secs(240),
             max_body_bytes: 256 * 1024,
             webhook_base_url: None,
+            kiotviet_concurrency: 4,
         }
     }
 }
@@ -71,9 +76,9 @@ impl Settings {
             invoices: var("INVOICE_QUEUE_URL").unwrap_or_default(),
         };
         if let Some(v) = var("KIOTVIET_GET_BUDGET_PER_HOUR") {
-            s.get_budget_per_hour = v
-                .parse()
-                .map_err(|_| format!("KIOTVIET_GET_BUDGET_PER_HOUR must be a whole number, got {v:?}"))?;
+            s.get_budget_per_hour = v.parse().map_err(|_| {
+                format!("KIOTVIET_GET_BUDGET_PER_HOUR must be a whole number, got {v:?}")
+            })?;
         }
         if let Some(v) = var("SYNC_OVERLAP_MINUTES") {
             let m: u64 = v
@@ -81,17 +86,24 @@ impl Settings {
                 .map_err(|_| format!("SYNC_OVERLAP_MINUTES must be a whole number, got {v:?}"))?;
             s.overlap = Duration::from_secs(m * 60);
         }
-        if let Some(v) = var("INVOICE_OVERLAP_HOURS") {
-            let h: u64 = v
-                .parse()
-                .map_err(|_| format!("INVOICE_OVERLAP_HOURS must be a whole number, got {v:?}"))?;
-            s.invoice_overlap = Duration::from_secs(h * 3600);
+        if let Some(v) = var("INVOICE_OVERLAP_MINUTES") {
+            let m: u64 = v.parse().map_err(|_| {
+                format!("INVOICE_OVERLAP_MINUTES must be a whole number, got {v:?}")
+            })?;
+            s.invoice_overlap = Duration::from_secs(m * 60);
         }
         if let Some(v) = var("SYNC_JOB_BUDGET_SECS") {
             let secs: u64 = v
                 .parse()
                 .map_err(|_| format!("SYNC_JOB_BUDGET_SECS must be a whole number, got {v:?}"))?;
             s.job_budget = Duration::from_secs(secs);
+        }
+        if let Some(v) = var("KIOTVIET_CONCURRENCY") {
+            s.kiotviet_concurrency = v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=16).contains(n))
+                .ok_or_else(|| format!("KIOTVIET_CONCURRENCY must be 1 to 16, got {v:?}"))?;
         }
         s.webhook_base_url = var("WEBHOOK_BASE_URL").map(|v| v.trim_end_matches('/').to_string());
         Ok(s)
@@ -120,7 +132,12 @@ pub async fn secret_from_env(
         .with_decryption(true)
         .send()
         .await
-        .map_err(|e| format!("could not read SSM parameter {param}: {}", aws_sdk_ssm::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            format!(
+                "could not read SSM parameter {param}: {}",
+                aws_sdk_ssm::error::DisplayErrorContext(e)
+            )
+        })?;
     out.parameter()
         .and_then(|p| p.value())
         .map(|v| SecretString::from(v.to_string()))

@@ -1,0 +1,295 @@
+//! The sync benchmark (issue 8): a "large café" against the sandboxes with injected latency, a full
+//! and an incremental sync, figures printed against the ideal.
+//!
+//! The sandboxes run as their own process (the `sandbox` binary), so the peak RSS printed is that
+//! of the process that ran the pulls (this one: API, pollers, pulls), not of the fake data.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{Stack, StackOptions, workspace_root};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub size: String,
+    pub kiotviet_latency_ms: u64,
+    pub abaha_latency_ms: u64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            size: "large".into(),
+            kiotviet_latency_ms: 100,
+            abaha_latency_ms: 30,
+        }
+    }
+}
+
+struct SandboxProcess {
+    child: tokio::process::Child,
+    kiotviet: String,
+    abaha: String,
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+async fn start_sandboxes(size: &str, abaha_token: &str) -> Result<SandboxProcess, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bin = exe
+        .parent()
+        .map(|d| d.join("sandbox"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| workspace_root().join("target/release/sandbox"));
+    let kv_port = free_port()?;
+    let ab_port = free_port()?;
+    let child = tokio::process::Command::new(&bin)
+        .args([
+            "--size",
+            size,
+            "--kiotviet-port",
+            &kv_port.to_string(),
+            "--abaha-port",
+            &ab_port.to_string(),
+            "--abaha-token",
+            abaha_token,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "could not start {}: {e} (build it: cargo build --release -p sandbox)",
+                bin.display()
+            )
+        })?;
+    let kiotviet = format!("http://127.0.0.1:{kv_port}");
+    let abaha = format!("http://127.0.0.1:{ab_port}");
+    for _ in 0..600 {
+        let kv_up = tokio::net::TcpStream::connect(("127.0.0.1", kv_port))
+            .await
+            .is_ok();
+        let ab_up = tokio::net::TcpStream::connect(("127.0.0.1", ab_port))
+            .await
+            .is_ok();
+        if kv_up && ab_up {
+            return Ok(SandboxProcess {
+                child,
+                kiotviet,
+                abaha,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err("the sandboxes did not come up within 60 s".into())
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Peak resident set size of this process, from /proc (Linux), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Runs the benchmark and prints its figures.
+pub async fn run(opts: BenchOptions) -> Result<(), String> {
+    let abaha_token = "bench-abaha-token";
+    println!(
+        "== sync benchmark: {} café, KiotViet latency {} ms, Abaha latency {} ms ==",
+        opts.size, opts.kiotviet_latency_ms, opts.abaha_latency_ms
+    );
+    let sandboxes = start_sandboxes(&opts.size, abaha_token).await?;
+    let http = reqwest::Client::new();
+    for (url, latency) in [
+        (&sandboxes.kiotviet, opts.kiotviet_latency_ms),
+        (&sandboxes.abaha, opts.abaha_latency_ms),
+    ] {
+        http.post(format!("{url}/_sandbox/faults"))
+            .json(&json!({"latency_ms": latency}))
+            .send()
+            .await
+            .map_err(|e| format!("setting sandbox latency: {e}"))?;
+    }
+    // SAFETY of set_var: before the stack starts any thread that reads the environment.
+    unsafe {
+        std::env::set_var("KIOTVIET_API_URL", &sandboxes.kiotviet);
+        std::env::set_var(
+            "KIOTVIET_TOKEN_URL",
+            format!("{}/identity/connect/token", sandboxes.kiotviet),
+        );
+        std::env::set_var("ABAHA_API_URL", &sandboxes.abaha);
+        std::env::set_var("ABAHA_API_TOKEN", abaha_token);
+    }
+    let stack = Stack::start(StackOptions {
+        service_port: Some(0),
+        name_suffix: format!("-bench{}", std::process::id()),
+        ..StackOptions::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let api = crate::demo_api(&stack);
+    let shop = "bench-cafe";
+    let (status, body) = api
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/shops/{shop}/connection"),
+            Some(json!({"account_type": "fnb", "retailer": "testfnbz15xyz", "client_id": "demo-client",
+                "client_secret": "demo-secret", "branch_id": 233443, "keep_app_product_status": true,
+                "sync": {"products": true, "customers": true, "orders": true}, "invoice_history_days": 30})),
+        )
+        .await?;
+    if status != 200 {
+        return Err(format!("connect failed ({status}): {body}"));
+    }
+    let concurrency = stack.service.settings.kiotviet_concurrency.max(1) as f64;
+
+    let full = timed_sync(&api, shop, true).await?;
+    let incremental = timed_sync(&api, shop, false).await?;
+    let latency = opts.kiotviet_latency_ms as f64 / 1000.0;
+
+    println!();
+    println!("{:<34} {:>12} {:>12}", "", "full", "incremental");
+    let f = Figures::of(&full.1);
+    let i = Figures::of(&incremental.1);
+    let ideal_f = f.gets as f64 * latency / concurrency;
+    let ideal_i = i.gets as f64 * latency / concurrency;
+    println!(
+        "{:<34} {:>12.2} {:>12.2}",
+        "wall time (s)",
+        full.0.as_secs_f64(),
+        incremental.0.as_secs_f64()
+    );
+    println!(
+        "{:<34} {:>12.2} {:>12.2}",
+        "ideal: GETs × latency ÷ conc. (s)", ideal_f, ideal_i
+    );
+    println!(
+        "{:<34} {:>12.2} {:>12.2}",
+        "ratio to ideal (target ≤ 1.3)",
+        full.0.as_secs_f64() / ideal_f.max(1e-9),
+        incremental.0.as_secs_f64() / ideal_i.max(1e-9)
+    );
+    println!("{:<34} {:>12} {:>12}", "records read", f.read, i.read);
+    println!("{:<34} {:>12} {:>12}", "KiotViet GETs", f.gets, i.gets);
+    println!(
+        "{:<34} {:>12.3} {:>12}",
+        "GETs per 100 records (≤ 1.02)",
+        f.gets as f64 * 100.0 / (f.read.max(1) as f64),
+        "-"
+    );
+    println!(
+        "{:<34} {:>12} {:>12}",
+        "GETs per entity (incr. ≤ 1)",
+        "-",
+        i.per_entity_gets()
+    );
+    println!(
+        "{:<34} {:>12} {:>12}",
+        "Abaha calls", f.abaha_calls, i.abaha_calls
+    );
+    println!(
+        "{:<34} {:>12} {:>12}",
+        "run state",
+        full.1["state"].as_str().unwrap_or("?"),
+        incremental.1["state"].as_str().unwrap_or("?")
+    );
+    println!(
+        "{:<34} {:>12.1}",
+        "peak RSS of the pull process (MiB)",
+        peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    println!(
+        "KiotViet concurrency: {} in-flight GETs per shop",
+        concurrency
+    );
+    stack.stop().await;
+    drop(sandboxes);
+    Ok(())
+}
+
+struct Figures {
+    read: u64,
+    gets: u64,
+    abaha_calls: u64,
+    per_entity: Vec<(String, u64)>,
+}
+
+impl Figures {
+    fn of(report: &Value) -> Figures {
+        let mut f = Figures {
+            read: 0,
+            gets: 0,
+            abaha_calls: 0,
+            per_entity: vec![],
+        };
+        if let Some(entities) = report["entities"].as_object() {
+            for (name, e) in entities {
+                let n = |k: &str| e[k].as_u64().unwrap_or(0);
+                f.read += n("read");
+                f.gets += n("api_calls");
+                f.abaha_calls += n("abaha_calls");
+                f.per_entity.push((name.clone(), n("api_calls")));
+            }
+        }
+        f
+    }
+
+    fn per_entity_gets(&self) -> String {
+        self.per_entity
+            .iter()
+            .map(|(_, n)| n.to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
+async fn timed_sync(
+    api: &crate::DemoApi,
+    shop: &str,
+    full: bool,
+) -> Result<(Duration, Value), String> {
+    let started = Instant::now();
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/shops/{shop}/sync"),
+            Some(json!({"full": full})),
+        )
+        .await?;
+    if status != 202 {
+        return Err(format!("sync refused ({status}): {body}"));
+    }
+    let run_id = body["run_id"].as_str().unwrap_or_default().to_string();
+    loop {
+        let (_, report) = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/shops/{shop}/sync/{run_id}"),
+                None,
+            )
+            .await?;
+        if matches!(
+            report["state"].as_str(),
+            Some("succeeded" | "partial" | "failed")
+        ) {
+            return Ok((started.elapsed(), report));
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            return Err("the run did not finish within 30 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
