@@ -1,0 +1,122 @@
+//! The one error shape of this crate: it keeps its cause and says whether a retry may help.
+
+use std::error::Error;
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+type BoxError = Box<dyn Error + Send + Sync + 'static>;
+
+/// Why a store, sealer or queue call failed.
+///
+/// Conditional-check failures are *not* errors: each port maps them to its own answer
+/// (`LeaseAnswer::HeldBy`, `Claim::InProgress`, `false` …).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An AWS call failed: network, throttling, a service fault, or a request the service refused.
+    #[error("{op} failed: {message}")]
+    Aws {
+        op: &'static str,
+        retryable: bool,
+        /// The SDK's full error chain, rendered once (the SDK's own `Display` says only "service error").
+        message: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A stored item, a value to store or a queued message does not have the expected shape.
+    #[error("malformed {what}: {source}")]
+    Malformed {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The sealed secret cannot be opened for this shop: another shop's, another key's, or damaged.
+    #[error("the sealed secret cannot be opened for shop {shop}")]
+    SecretRejected {
+        shop: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The item the call refers to does not exist (e.g. a run that was never created).
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// DynamoDB still returned unprocessed keys or items after our own retries (throttling).
+    #[error("{op}: {left} keys or items still unprocessed after {attempts} attempts")]
+    Unprocessed {
+        op: &'static str,
+        left: usize,
+        attempts: u32,
+    },
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later (throttling, timeouts, service faults).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Aws { retryable, .. } => *retryable,
+            StoreError::Unprocessed { .. } => true,
+            StoreError::Malformed { .. }
+            | StoreError::SecretRejected { .. }
+            | StoreError::NotFound { .. } => false,
+        }
+    }
+
+    pub(crate) fn malformed(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Malformed {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Wraps any AWS SDK error (DynamoDB, KMS and SQS share the same `SdkError` type).
+    pub(crate) fn aws<E>(op: &'static str, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + Error + Send + Sync + 'static,
+    {
+        let retryable = sdk_error_is_retryable(&err);
+        StoreError::Aws {
+            op,
+            retryable,
+            message: DisplayErrorContext(&err).to_string(),
+            source: Box::new(err),
+        }
+    }
+}
+
+/// Error codes of DynamoDB, KMS and SQS that mean "not now" rather than "never".
+const RETRYABLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TransactionConflictException",
+    "InternalServerError",
+    "InternalFailure",
+    "InternalError",
+    "ServiceUnavailable",
+    "KMSInternalException",
+    "DependencyTimeoutException",
+    "KeyUnavailableException",
+    "RequestThrottled",
+    "KmsThrottled",
+];
+
+fn sdk_error_is_retryable<E>(err: &SdkError<E, HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(failure) => !failure.is_user(),
+        SdkError::ServiceError(ctx) => {
+            let code_says = ctx
+                .err()
+                .code()
+                .is_some_and(|code| RETRYABLE_CODES.contains(&code));
+            let status = ctx.raw().status().as_u16();
+            code_says || status == 429 || status >= 500
+        }
+        SdkError::ConstructionFailure(_) => false,
+        _ => false,
+    }
+}

@@ -1,0 +1,168 @@
+//! The values the ports take and answer with. Plain serde types: no AWS SDK type appears here.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One shop's KiotViet FnB connection (R-CON-1). The client secret is only ever held sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub shop_id: String,
+    /// Always `fnb` for a saved connection (R-CON-1); kept as text so a stored value never fails to load.
+    pub account_type: String,
+    /// The KiotViet login name sent in the `Retailer` header.
+    pub retailer: String,
+    pub client_id: String,
+    /// The client secret, sealed by a [`SecretSealer`](crate::SecretSealer) for this shop (R-CON-4).
+    pub sealed_secret: SealedSecret,
+    /// The central branch.
+    pub branch_id: i64,
+    pub sync: Switches,
+    pub keep_app_product_status: bool,
+    pub invoice_history_days: u32,
+    /// sha256 hex of the shop token (see [`hash_token`](crate::hash_token)); the token itself is never stored.
+    #[serde(default)]
+    pub shop_token_hash: Option<String>,
+    /// The secret KiotViet signs webhooks with, sealed like the client secret.
+    #[serde(default)]
+    pub webhook_secret: Option<SealedSecret>,
+    /// Ids of the webhooks registered in KiotViet, so a disconnect can remove them.
+    #[serde(default)]
+    pub webhook_ids: Vec<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which parts of a connection are synced (R-CON-6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Switches {
+    /// Products with their categories.
+    pub products: bool,
+    /// Customers, both directions.
+    pub customers: bool,
+    /// The order push and the invoice pull.
+    pub orders: bool,
+}
+
+/// A secret sealed for one shop: base64 of the ciphertext. Its `Debug` never shows the content.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SealedSecret(String);
+
+impl SealedSecret {
+    pub fn from_base64(sealed: impl Into<String>) -> Self {
+        SealedSecret(sealed.into())
+    }
+
+    pub fn as_base64(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealedSecret(<redacted>)")
+    }
+}
+
+/// Where the next incremental pull of one (shop, entity) starts (R-SYN-1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub modified_from: DateTime<Utc>,
+}
+
+/// The record kinds the ID map links (R-SYN-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdKind {
+    Category,
+    Product,
+    Customer,
+    Order,
+    Invoice,
+}
+
+impl IdKind {
+    pub const ALL: [IdKind; 5] = [
+        IdKind::Category,
+        IdKind::Product,
+        IdKind::Customer,
+        IdKind::Order,
+        IdKind::Invoice,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdKind::Category => "category",
+            IdKind::Product => "product",
+            IdKind::Customer => "customer",
+            IdKind::Order => "order",
+            IdKind::Invoice => "invoice",
+        }
+    }
+}
+
+impl fmt::Display for IdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The Abaha side of a KiotViet id, with the content hash of what was last written (R-SYN-4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdLink {
+    pub abaha_id: String,
+    #[serde(default)]
+    pub hash: Option<String>,
+}
+
+/// The answer to a lease request (R-SYN-3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseAnswer {
+    Acquired,
+    HeldBy {
+        holder: String,
+        until: DateTime<Utc>,
+    },
+}
+
+/// The answer to an idempotency claim (R-ORD-5).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The caller owns the key now and must `complete` or `release` it.
+    Claimed,
+    /// Another call holds the key until `until`; answer "in progress" and let the client retry.
+    InProgress { until: DateTime<Utc> },
+    /// The work was done before: replay this answer.
+    Completed(Value),
+}
+
+/// The answer to a request for KiotViet GET budget (R-SYN-6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetAnswer {
+    /// The calls are granted; `used` counts this window's calls including them.
+    Granted { used: u32 },
+    /// Taking them would pass the limit; nothing was taken. `used` as stored (0 if unknown).
+    Exhausted { used: u32 },
+}
+
+/// One received SQS message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedJob {
+    pub id: String,
+    /// Handle for `delete` / `change_visibility`; valid for this receive only.
+    pub receipt: String,
+    /// The JSON body; a body that is not JSON arrives as `Value::String` of its text.
+    pub body: Value,
+    /// How often the message was received, this time included (SQS `ApproximateReceiveCount`).
+    pub receive_count: u32,
+}
+
+/// A work queue and its dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueUrls {
+    pub url: String,
+    pub dlq_url: String,
+}
