@@ -30,7 +30,7 @@
 //! Choices where the reference is unconfirmed (a real shop may differ):
 //! - Errors are ServiceStack-shaped `{"responseStatus":{"errorCode","message"}}`: 401
 //!   `TokenException` (bad, missing or expired token; `WWW-Authenticate: Bearer`); 400
-//!   `RetailerNotFound` "Không tìm thấy cửa hàng <name>" (missing or wrong `Retailer`); 400
+//!   `RetailerNotFound` `"Không tìm thấy cửa hàng {name}"` (missing or wrong `Retailer`); 400
 //!   `KvValidateException` for business rules (e.g. "Số điện thoại đã tồn tại", the delivery
 //!   setting message, unknown branch/product/customer in an order); 400 `ArgumentException` for
 //!   bad query values (unparsable `lastModifiedFrom`, unknown `orderBy`, non-numeric `pageSize`);

@@ -94,6 +94,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(Options { kv, abaha })
 }
 
+/// One line on stdout, flushed; a reader that has gone away (closed pipe) is not an error.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+}
+
 async fn stop_signal() {
     #[cfg(unix)]
     {
@@ -129,7 +136,7 @@ async fn main() -> ExitCode {
     let opts = match parse(&args) {
         Ok(o) => o,
         Err(e) if e.is_empty() => {
-            println!("{USAGE}");
+            say(USAGE);
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -156,12 +163,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
+    say(&format!(
         "{} kiotviet-fnb token_url={} retailer={retailer} client_id={client_id} size={size:?}",
         kv.url(),
         kv.token_url(),
-    );
-    println!("{} abaha-sync-api", abaha.url());
+    ));
+    say(&format!("{} abaha-sync-api", abaha.url()));
     stop_signal().await;
     drop((kv, abaha));
     ExitCode::SUCCESS
