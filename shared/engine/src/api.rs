@@ -131,14 +131,21 @@ async fn dispatch(svc: &Service, method: &str, req: ApiRequest) -> Result<ApiRes
         return Err(ApiError::new(
             405,
             "method_not_allowed",
-            format!("{} is not allowed here; use {}.", method, allowed(&route).join(" or ")),
+            format!(
+                "{} is not allowed here; use {}.",
+                method,
+                allowed(&route).join(" or ")
+            ),
         ));
     }
     if req.body.len() > svc.settings.max_body_bytes {
         return Err(ApiError::new(
             413,
             "payload_too_large",
-            format!("The request body is larger than {} bytes.", svc.settings.max_body_bytes),
+            format!(
+                "The request body is larger than {} bytes.",
+                svc.settings.max_body_bytes
+            ),
         ));
     }
     // KiotViet webhooks carry no bearer token: they are verified by signature (R-SYN-8).
@@ -146,7 +153,11 @@ async fn dispatch(svc: &Service, method: &str, req: ApiRequest) -> Result<ApiRes
         return crate::webhooks::receive(svc, shop, &req).await;
     }
     let shop = match &route {
-        Route::Connection(s) | Route::Sync(s) | Route::Run(s, _) | Route::Orders(s) | Route::Customers(s) => s.clone(),
+        Route::Connection(s)
+        | Route::Sync(s)
+        | Route::Run(s, _)
+        | Route::Orders(s)
+        | Route::Customers(s) => s.clone(),
         Route::Webhook(s) => s.clone(),
     };
     validate_shop_id(&shop)?;
@@ -166,8 +177,12 @@ async fn dispatch(svc: &Service, method: &str, req: ApiRequest) -> Result<ApiRes
         (Route::Sync(shop), "POST") => crate::runs::start_from_api(svc, &shop, &req.body).await,
         (Route::Sync(shop), "GET") => crate::runs::latest(svc, &shop).await,
         (Route::Run(shop, run), "GET") => crate::runs::one(svc, &shop, &run).await,
-        (Route::Orders(shop), "POST") => crate::push::orders::push_from_api(svc, &shop, &req.body).await,
-        (Route::Customers(shop), "POST") => crate::push::customers::push_from_api(svc, &shop, &req.body).await,
+        (Route::Orders(shop), "POST") => {
+            crate::push::orders::push_from_api(svc, &shop, &req.body).await
+        }
+        (Route::Customers(shop), "POST") => {
+            crate::push::customers::push_from_api(svc, &shop, &req.body).await
+        }
         _ => Err(ApiError::internal()),
     }
 }
@@ -176,7 +191,9 @@ async fn dispatch(svc: &Service, method: &str, req: ApiRequest) -> Result<ApiRes
 fn validate_shop_id(shop: &str) -> Result<(), ApiError> {
     let ok = !shop.is_empty()
         && shop.len() <= 64
-        && shop.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && shop
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
@@ -190,7 +207,10 @@ fn validate_shop_id(shop: &str) -> Result<(), ApiError> {
 async fn authenticate(svc: &Service, req: &ApiRequest, shop: &str) -> Result<Caller, ApiError> {
     let Some(token) = req
         .header("authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
     else {
@@ -200,12 +220,11 @@ async fn authenticate(svc: &Service, req: &ApiRequest, shop: &str) -> Result<Cal
         return Ok(Caller::Admin);
     }
     // A shop token is only ever valid for its own shop; any other shop's routes are forbidden.
-    if let Some(conn) = svc.store.get_connection(shop).await? {
-        if let Some(hash) = &conn.shop_token_hash {
-            if store::token_matches(hash, token) {
-                return Ok(Caller::Shop);
-            }
-        }
+    if let Some(conn) = svc.store.get_connection(shop).await?
+        && let Some(hash) = &conn.shop_token_hash
+        && store::token_matches(hash, token)
+    {
+        return Ok(Caller::Shop);
     }
     if is_some_shop_token(svc, token).await {
         return Err(ApiError::new(
@@ -241,13 +260,21 @@ fn unauthorized() -> ApiError {
 /// Parses a JSON body into `T`, answering 400 for malformed JSON and 422 for the wrong shape.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(400, "malformed_json", "The request needs a JSON body."));
+        return Err(ApiError::new(
+            400,
+            "malformed_json",
+            "The request needs a JSON body.",
+        ));
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             400,
             "malformed_json",
-            format!("The body is not valid JSON (line {}, column {}).", e.line(), e.column()),
+            format!(
+                "The body is not valid JSON (line {}, column {}).",
+                e.line(),
+                e.column()
+            ),
         )
     })?;
     serde_json::from_value(value).map_err(|e| {
@@ -262,12 +289,27 @@ mod tests {
 
     #[test]
     fn routes_match_the_contract_paths() {
-        assert_eq!(route("/v1/shops/s1/connection"), Some(Route::Connection("s1".into())));
+        assert_eq!(
+            route("/v1/shops/s1/connection"),
+            Some(Route::Connection("s1".into()))
+        );
         assert_eq!(route("/v1/shops/s1/sync"), Some(Route::Sync("s1".into())));
-        assert_eq!(route("/v1/shops/s1/sync/r-1"), Some(Route::Run("s1".into(), "r-1".into())));
-        assert_eq!(route("/v1/shops/s1/orders"), Some(Route::Orders("s1".into())));
-        assert_eq!(route("/v1/shops/s1/customers"), Some(Route::Customers("s1".into())));
-        assert_eq!(route("/v1/kiotviet/webhooks/s1"), Some(Route::Webhook("s1".into())));
+        assert_eq!(
+            route("/v1/shops/s1/sync/r-1"),
+            Some(Route::Run("s1".into(), "r-1".into()))
+        );
+        assert_eq!(
+            route("/v1/shops/s1/orders"),
+            Some(Route::Orders("s1".into()))
+        );
+        assert_eq!(
+            route("/v1/shops/s1/customers"),
+            Some(Route::Customers("s1".into()))
+        );
+        assert_eq!(
+            route("/v1/kiotviet/webhooks/s1"),
+            Some(Route::Webhook("s1".into()))
+        );
         assert_eq!(route("/v1/shops/s1"), None);
         assert_eq!(route("/"), None);
     }

@@ -6,7 +6,7 @@
 //! The cursor moves only when every page is written, to the run's start (never past data not yet
 //! written, never backwards — the store refuses that).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use abaha::{AbahaError, Collection};
@@ -73,6 +73,39 @@ pub async fn end_entity(
     runs::finish_if_done(svc, &job.shop_id, &job.run_id).await
 }
 
+/// Ends an entity as failed for an error the pull could not report itself (e.g. the stored secret
+/// no longer opens): the owner reads why, the part's checkpoint and lease go, and the run closes
+/// if this was its last part — so a broken shop neither hangs its run nor blocks its next one.
+pub async fn fail_entity(
+    svc: &Service,
+    job: &SyncJob,
+    entity: Entity,
+    error: &JobError,
+) -> Result<(), store::StoreError> {
+    let shop = job.shop_id.as_str();
+    let name = entity.as_str();
+    let msg = failure_message(error);
+    tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %error, "pull failed");
+    svc.store
+        .append_errors(
+            shop,
+            &job.run_id,
+            &[json!({"entity": name, "kiotviet_id": null, "message": msg})],
+        )
+        .await?;
+    // Only this run's checkpoint: another run may own the entity (the lease was not ours).
+    let ours = svc
+        .store
+        .get_checkpoint(shop, name)
+        .await?
+        .is_some_and(|v| v.get("run_id").and_then(Value::as_str) == Some(job.run_id.as_str()));
+    if ours {
+        svc.store.clear_checkpoint(shop, name).await?;
+    }
+    svc.store.release_lease(shop, name, &job.run_id).await?;
+    end_entity(svc, job, entity, "failed", Some(&msg)).await
+}
+
 /// Pulls one entity for one job.
 pub async fn pull_entity(
     svc: &Service,
@@ -127,12 +160,18 @@ pub async fn pull_entity(
     let outcome: Result<(), JobError> = async {
         let mut processing: VecDeque<JoinHandle<Result<PageDone, JobError>>> = VecDeque::new();
         let mut read_pos = ck.position;
+        let first_pos = ck.position;
         let mut reading_done = false;
         let mut handing_over = false;
         let mut last_save = Instant::now();
         loop {
             while !reading_done && !handing_over && processing.len() < PROCESSING_DEPTH {
-                if deadline.saturating_duration_since(Instant::now()) < svc.settings.handover_margin
+                // Every invocation reads at least one page before it may hand over: a
+                // continuation that started too close to its deadline would otherwise hand over
+                // again without moving, until the continuation limit failed the run.
+                if read_pos > first_pos
+                    && deadline.saturating_duration_since(Instant::now())
+                        < svc.settings.handover_margin
                 {
                     handing_over = true;
                     break;
@@ -452,9 +491,15 @@ fn list_request(entity: Entity, from: Option<DateTime<Utc>>) -> ListRequest {
         Entity::Customers => ListEntity::Customers,
         Entity::Invoices => ListEntity::Invoices,
     };
-    match from {
+    let request = match from {
         Some(from) => ListRequest::new(entity).modified_since(from),
         None => ListRequest::new(entity),
+    };
+    match entity {
+        // The delivery block carries our reference, which ties an invoice to the order we pushed
+        // when the list leaves `orderCode` out (push::orders::origins_of).
+        ListEntity::Invoices => request.with("includeInvoiceDelivery", "true"),
+        _ => request,
     }
 }
 
@@ -478,9 +523,9 @@ fn failure_message(e: &JobError) -> String {
 
 /// What one page adds to the run's lists.
 #[derive(Debug, Default)]
-struct PageStep {
-    manual_actions: Vec<Value>,
-    errors: Vec<Value>,
+pub(crate) struct PageStep {
+    pub(crate) manual_actions: Vec<Value>,
+    pub(crate) errors: Vec<Value>,
 }
 
 impl PageStep {
@@ -517,7 +562,7 @@ fn decode<T: serde::de::DeserializeOwned>(
 /// Sends the items whose content changed since the last write (R-SYN-4), records the links, and
 /// counts the results.
 #[allow(clippy::too_many_arguments)]
-async fn upsert_changed<T: Serialize>(
+pub(crate) async fn upsert_changed<T: Serialize>(
     svc: &Service,
     conn: &Connection,
     kind: IdKind,
@@ -684,7 +729,7 @@ async fn products_page(
 const REMOVED: &str = "removed-in-kiotviet";
 
 /// R-PRD-4: a product deleted in KiotViet is not deleted in Abaha; the owner is asked to do it.
-async fn removed_products(
+pub(crate) async fn removed_products(
     svc: &Service,
     conn: &Connection,
     removed: &[i64],
@@ -789,9 +834,10 @@ async fn invoices_page(
     for inv in &others {
         let class = classify(inv);
         tally.skip(class.as_skip_reason().unwrap_or("unknown_status"));
-        if let (InvoiceClass::Cancelled, Some(link)) = (&class, synced.get(&inv.id)) {
-            if link.hash.as_deref() != Some(CANCELLED) {
-                step.manual_actions.push(json!({
+        if let (InvoiceClass::Cancelled, Some(link)) = (&class, synced.get(&inv.id))
+            && link.hash.as_deref() != Some(CANCELLED)
+        {
+            step.manual_actions.push(json!({
                     "kind": "cancel_order_in_abaha",
                     "kiotviet_id": inv.id,
                     "abaha_id": link.abaha_id,
@@ -800,14 +846,13 @@ async fn invoices_page(
                         inv.code.clone().unwrap_or_default(), link.abaha_id
                     ),
                 }));
-                marked.push((
-                    inv.id,
-                    IdLink {
-                        abaha_id: link.abaha_id.clone(),
-                        hash: Some(CANCELLED.into()),
-                    },
-                ));
-            }
+            marked.push((
+                inv.id,
+                IdLink {
+                    abaha_id: link.abaha_id.clone(),
+                    hash: Some(CANCELLED.into()),
+                },
+            ));
         }
     }
     svc.store.put_links(shop, IdKind::Invoice, &marked).await?;
@@ -825,35 +870,15 @@ async fn invoices_page(
             .get_links(shop, IdKind::Product, &product_ids)
             .await?
     };
-    let order_keys: Vec<i64> = completed
-        .iter()
-        .filter_map(|i| {
-            i.order_code
-                .as_deref()
-                .map(crate::push::orders::order_code_key)
-        })
-        .collect();
-    let pushed: BTreeMap<i64, IdLink> = if order_keys.is_empty() {
-        BTreeMap::new()
-    } else {
-        svc.store
-            .get_links(shop, IdKind::Order, &order_keys)
-            .await?
-            .into_iter()
-            .collect()
-    };
+    let origins = crate::push::orders::origins_of(svc, shop, &completed).await?;
     let items = completed
         .iter()
         .map(|inv| {
-            let abaha_order_id = inv
-                .order_code
-                .as_deref()
-                .and_then(|c| pushed.get(&crate::push::orders::order_code_key(c)))
-                .map(|l| l.abaha_id.clone());
+            let origin = origins.get(&inv.id);
             let item = mapping::invoices::order_item(
                 inv,
-                abaha_order_id,
-                inv.order_code.clone(),
+                origin.map(|o| o.abaha_order_id.clone()),
+                origin.and_then(|o| o.kiotviet_order_code.clone()),
                 |pid| products.get(&pid).map(|l| l.abaha_id.clone()),
                 None,
             );
