@@ -120,3 +120,44 @@ where
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_failures_are_retryable() {
+        let unprocessed = StoreError::Unprocessed {
+            op: "dynamodb batch_write_item",
+            left: 3,
+            attempts: 8,
+        };
+        assert!(unprocessed.is_retryable());
+        assert!(
+            !StoreError::NotFound {
+                what: "run r1".into()
+            }
+            .is_retryable()
+        );
+        assert!(!StoreError::malformed("connection item", "no shop_id").is_retryable());
+        let rejected = StoreError::SecretRejected {
+            shop: "s1".into(),
+            source: None,
+        };
+        assert!(!rejected.is_retryable());
+        assert_eq!(
+            rejected.to_string(),
+            "the sealed secret cannot be opened for shop s1"
+        );
+    }
+
+    #[test]
+    fn the_cause_is_kept() {
+        let err = StoreError::malformed("connection item", "attribute `shop_id` is not a string");
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(
+            cause.as_deref(),
+            Some("attribute `shop_id` is not a string")
+        );
+    }
+}

@@ -166,3 +166,65 @@ pub struct QueueUrls {
     pub url: String,
     pub dlq_url: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn r_con_4_sealed_secret_never_prints_its_content() {
+        let sealed = SealedSecret::from_base64("Y2lwaGVydGV4dA==");
+        assert_eq!(format!("{sealed:?}"), "SealedSecret(<redacted>)");
+        let conn = json!({
+            "shop_id": "s1", "account_type": "fnb", "retailer": "r", "client_id": "c",
+            "sealed_secret": "Y2lwaGVydGV4dA==", "branch_id": 1,
+            "sync": {"products": true, "customers": true, "orders": false},
+            "keep_app_product_status": true, "invoice_history_days": 30,
+            "created_at": "2026-11-29T02:00:00Z", "updated_at": "2026-11-29T02:00:00Z"
+        });
+        let conn: Connection = serde_json::from_value(conn).expect("connection");
+        assert!(!format!("{conn:?}").contains("Y2lwaGVydGV4dA"));
+    }
+
+    #[test]
+    fn a_connection_stored_before_the_optional_fields_existed_still_loads() {
+        // GIVEN a stored connection without token hash, webhook secret and webhook ids
+        let stored = json!({
+            "shop_id": "s1", "account_type": "fnb", "retailer": "r", "client_id": "c",
+            "sealed_secret": "eA==", "branch_id": 233443,
+            "sync": {"products": true, "customers": false, "orders": true},
+            "keep_app_product_status": true, "invoice_history_days": 30,
+            "created_at": "2026-11-29T02:00:00Z", "updated_at": "2026-11-29T02:00:00Z"
+        });
+        // THEN it loads with the defaults, and its sealed secret serializes as the plain string
+        let conn: Connection = serde_json::from_value(stored).expect("connection");
+        assert_eq!(
+            (
+                conn.shop_token_hash.as_deref(),
+                conn.webhook_secret.as_ref()
+            ),
+            (None, None)
+        );
+        assert!(conn.webhook_ids.is_empty());
+        let back = serde_json::to_value(&conn).expect("serialize");
+        assert_eq!(back["sealed_secret"], "eA==");
+        assert_eq!(
+            back["sync"],
+            json!({"products": true, "customers": false, "orders": true})
+        );
+    }
+
+    #[test]
+    fn id_kinds_have_stable_lowercase_names() {
+        let names: Vec<&str> = IdKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["category", "product", "customer", "order", "invoice"]
+        );
+        assert_eq!(
+            serde_json::to_value(IdKind::Invoice).expect("serialize"),
+            "invoice"
+        );
+    }
+}

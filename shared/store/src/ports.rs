@@ -25,7 +25,8 @@ pub trait ConnectionStore: Send + Sync {
     /// Removes the connection and with it the sealed secret; answers whether one existed.
     /// Cursors, ID maps and run reports are kept.
     async fn delete_connection(&self, shop: &str) -> Result<bool, StoreError>;
-    /// Every connection, for the scheduler's fan-out (paged internally).
+    /// Every connection, for the scheduler's fan-out (paged internally). An unreadable stored
+    /// connection is logged and left out rather than failing the whole list.
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError>;
 }
 

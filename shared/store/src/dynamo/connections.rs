@@ -83,7 +83,18 @@ impl ConnectionStore for DynamoStore {
                 .await
                 .map_err(|e| StoreError::aws("dynamodb query (connections)", e))?;
             for item in out.items.unwrap_or_default() {
-                connections.push(decode(item)?);
+                // One unreadable connection must not stop the fan-out for every other shop.
+                let shop = item
+                    .get("sk")
+                    .and_then(|sk| sk.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                match decode(item) {
+                    Ok(connection) => connections.push(connection),
+                    Err(error) => {
+                        tracing::error!(%shop, %error, "skipping an unreadable connection")
+                    }
+                }
             }
             match out.last_evaluated_key {
                 Some(last) if !last.is_empty() => start = Some(last),

@@ -1,6 +1,6 @@
 //! Every port's contract (`suites`) against the in-memory fakes and against the AWS adapters on a
 //! moto server. Set `MOTO_ENDPOINT` (e.g. `http://127.0.0.1:5599`) to run the moto half; without
-//! it those tests print a notice and pass.
+//! it those tests print a notice and pass, unless `REQUIRE_MOTO` is set (CI): then they fail.
 
 mod suites;
 
@@ -15,6 +15,10 @@ async fn moto() -> Option<SdkConfig> {
     match moto_endpoint() {
         Some(endpoint) => Some(moto_config(&endpoint).await),
         None => {
+            assert!(
+                std::env::var_os("REQUIRE_MOTO").is_none(),
+                "MOTO_ENDPOINT is not set but REQUIRE_MOTO is: start moto (infra/moto.sh start) first"
+            );
             eprintln!("MOTO_ENDPOINT is not set: skipping a test against moto");
             None
         }

@@ -18,8 +18,8 @@ use store::{
 ///
 /// moto handles concurrent requests on threads without making a conditional write atomic (it
 /// reads, checks, then writes, and a thread switch can fall in between; seen here as lost
-/// `list_append`s and a second winner of one lease), so concurrency against moto would test
-/// moto. Against moto these calls go in sequence: the conditions are still all exercised, while
+/// `list_append`s on most runs and, a few runs in forty, two winners of one conditional put), so
+/// concurrency against moto would test moto. Against moto these calls go in sequence: the conditions are still all exercised, while
 /// atomicity itself is DynamoDB's guarantee. The in-memory fakes get them concurrently.
 #[derive(Debug, Clone, Copy)]
 pub enum Calls {
