@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README): `make demo` and `make test`.
-.PHONY: demo test stack bootstrap lambda-build clean-local
+.PHONY: demo test stack bootstrap lambda-build clean-local bench
 
 demo: ## Run the whole flow locally against the sandboxes and print what it did
 	infra/demo.sh
@@ -18,3 +18,8 @@ lambda-build: bootstrap ## Build every Lambda for arm64 with cargo-lambda (targe
 
 clean-local: ## Remove local state (venvs stay)
 	rm -rf .local
+
+bench: ## Sync benchmark: large café, 100 ms KiotViet / 30 ms Abaha latency (BENCH_STORE=memory|moto, BENCH_SIZE)
+	infra/bootstrap.sh stack
+	cargo build --release -p local-stack -p sandbox --bins
+	MOTO_SERVER_BIN="$(CURDIR)/.venv/stack/bin/moto_server" target/release/local-stack bench

@@ -16,6 +16,8 @@ pub struct BenchOptions {
     pub size: String,
     pub kiotviet_latency_ms: u64,
     pub abaha_latency_ms: u64,
+    /// DynamoDB/SQS/KMS in memory (the engine's own cost) instead of moto.
+    pub in_memory: bool,
 }
 
 impl Default for BenchOptions {
@@ -24,6 +26,7 @@ impl Default for BenchOptions {
             size: "large".into(),
             kiotviet_latency_ms: 100,
             abaha_latency_ms: 30,
+            in_memory: false,
         }
     }
 }
@@ -108,8 +111,11 @@ pub fn peak_rss_mib() -> Option<f64> {
 pub async fn run(opts: BenchOptions) -> Result<(), String> {
     let abaha_token = "bench-abaha-token";
     println!(
-        "== sync benchmark: {} café, KiotViet latency {} ms, Abaha latency {} ms ==",
-        opts.size, opts.kiotviet_latency_ms, opts.abaha_latency_ms
+        "== sync benchmark: {} café, KiotViet latency {} ms, Abaha latency {} ms, store: {} ==",
+        opts.size,
+        opts.kiotviet_latency_ms,
+        opts.abaha_latency_ms,
+        if opts.in_memory { "in memory" } else { "moto (DynamoDB/SQS/KMS stand-in)" }
     );
     let sandboxes = start_sandboxes(&opts.size, abaha_token).await?;
     let http = reqwest::Client::new();
@@ -136,6 +142,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
     let stack = Stack::start(StackOptions {
         service_port: Some(0),
         name_suffix: format!("-bench{}", std::process::id()),
+        in_memory: opts.in_memory,
         ..StackOptions::default()
     })
     .await

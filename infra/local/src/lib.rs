@@ -47,6 +47,12 @@ pub struct StackOptions {
     pub settings: Option<Settings>,
     /// Whether the pollers run jobs (tests that drive jobs by hand turn them off).
     pub no_workers: bool,
+    /// In-memory store, sealer and queues instead of an AWS stand-in (benchmark of the engine's
+    /// own cost; nothing is persisted).
+    pub in_memory: bool,
+    /// Register KiotViet webhooks at this stack's own API (`WEBHOOK_BASE_URL` wins when set).
+    /// Off by default, so tests that change the sandbox and then sync see their own changes.
+    pub webhooks: bool,
 }
 
 /// A running local stack. Dropping it stops everything it started.
@@ -152,24 +158,15 @@ impl Stack {
                 unsafe { std::env::set_var(k, v) };
             }
         }
-        let (aws_endpoint, moto) = match opts
-            .aws_endpoint
-            .clone()
-            .or_else(|| env("AWS_ENDPOINT_URL"))
-        {
-            Some(url) => (url, None),
-            None => {
-                let m = MotoProcess::start().await?;
-                (m.url.clone(), Some(m))
-            }
+        let mut aws_side = if opts.in_memory {
+            None
+        } else {
+            Some(AwsSide::connect(&opts).await?)
         };
-        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&aws_endpoint)
-            .load()
-            .await;
-        let dynamo = aws_sdk_dynamodb::Client::new(&aws);
-        let sqs = aws_sdk_sqs::Client::new(&aws);
-        let kms = aws_sdk_kms::Client::new(&aws);
+        let aws_endpoint = aws_side
+            .as_ref()
+            .map(|a| a.endpoint.clone())
+            .unwrap_or_else(|| "in-memory (no AWS stand-in)".into());
 
         let mut settings = match opts.settings.clone() {
             Some(s) => s,
@@ -219,42 +216,11 @@ impl Stack {
         settings.abaha_api_url = abaha_url.clone();
 
         // Table, key and queues, created idempotently in whatever endpoint we were given.
-        store::provision::ensure_table(&dynamo, &settings.table_name)
-            .await
-            .map_err(|e| StackError::Provision {
-                what: "the DynamoDB table",
-                message: e.to_string(),
-            })?;
-        let key_alias = format!("alias/kiotviet-fnb-sync{sfx}");
-        let key_id = store::provision::ensure_key(&kms, &key_alias)
-            .await
-            .map_err(|e| StackError::Provision {
-                what: "the KMS key",
-                message: e.to_string(),
-            })?;
-        let queue_url = |name: &'static str| {
-            let sqs = sqs.clone();
-            let sfx = sfx.clone();
-            async move {
-                store::provision::ensure_queue(
-                    &sqs,
-                    &format!("{name}{sfx}"),
-                    &format!("{name}-dlq{sfx}"),
-                    5,
-                )
-                .await
-                .map(|q| q.url)
-                .map_err(|e| StackError::Provision {
-                    what: "an SQS queue",
-                    message: e.to_string(),
-                })
-            }
+        let (store, sealer, queue, queues) = match &aws_side {
+            Some(aws) => aws.provision(&settings.table_name, sfx).await?,
+            None => memory_backend(sfx),
         };
-        settings.queues = engine::settings::Queues {
-            catalog: queue_url("catalog-jobs").await?,
-            customers: queue_url("customer-jobs").await?,
-            invoices: queue_url("invoice-jobs").await?,
-        };
+        settings.queues = queues;
 
         let mut kv_config = KiotVietConfig::for_urls(
             kv_api_url.clone(),
@@ -268,19 +234,8 @@ impl Stack {
             .schedule_secs
             .or_else(|| env("SCHEDULE_SECS").and_then(|v| v.parse().ok()))
             .unwrap_or(0);
-        let table = settings.table_name.clone();
-        let service = Service::new(ServiceParts {
-            settings,
-            store: Arc::new(store::DynamoStore::new(dynamo, table)),
-            sealer: Arc::new(store::KmsSealer::new(kms, key_id)),
-            queue: Arc::new(store::SqsQueue::new(sqs)),
-            kv_config,
-            abaha_token: SecretString::from(abaha_token.clone()),
-            admin_token: SecretString::from(admin_token.clone()),
-            clock: Arc::new(SystemClock),
-        });
-
-        // The service API, at the CONTRACTS routes with no prefix.
+        // The service API, at the CONTRACTS routes with no prefix. Bound before the service is
+        // built, so that KiotViet webhooks can be registered at its address.
         let port = opts
             .service_port
             .or_else(|| env("SERVICE_PORT").and_then(|v| v.parse().ok()))
@@ -296,6 +251,20 @@ impl Stack {
             addr: addr.to_string(),
             source,
         })?;
+        if opts.webhooks && settings.webhook_base_url.is_none() {
+            settings.webhook_base_url = Some(format!("http://{bound}"));
+        }
+        let service = Service::new(ServiceParts {
+            settings,
+            store,
+            sealer,
+            queue,
+            kv_config,
+            abaha_token: SecretString::from(abaha_token.clone()),
+            admin_token: SecretString::from(admin_token.clone()),
+            clock: Arc::new(SystemClock),
+        });
+
         let (shutdown, rx) = watch::channel(false);
         let app = axum::Router::new()
             .fallback(serve)
@@ -339,7 +308,7 @@ impl Stack {
             kiotviet_api_url: kv_api_url,
             abaha_api_url: abaha_url,
             shutdown,
-            _moto: moto,
+            _moto: aws_side.as_mut().and_then(|a| a.moto.take()),
             tasks,
         })
     }
@@ -357,6 +326,89 @@ impl Drop for Stack {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
+}
+
+/// The AWS stand-in: moto (started here) or the endpoint given.
+struct AwsSide {
+    endpoint: String,
+    moto: Option<MotoProcess>,
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    kms: aws_sdk_kms::Client,
+}
+
+type Backend = (
+    Arc<dyn store::Store>,
+    Arc<dyn store::SecretSealer>,
+    Arc<dyn store::JobQueue>,
+    engine::settings::Queues,
+);
+
+impl AwsSide {
+    async fn connect(opts: &StackOptions) -> Result<AwsSide, StackError> {
+        let (endpoint, moto) = match opts.aws_endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL")) {
+            Some(url) => (url, None),
+            None => {
+                let m = MotoProcess::start().await?;
+                (m.url.clone(), Some(m))
+            }
+        };
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .load()
+            .await;
+        Ok(AwsSide {
+            endpoint,
+            moto,
+            dynamo: aws_sdk_dynamodb::Client::new(&aws),
+            sqs: aws_sdk_sqs::Client::new(&aws),
+            kms: aws_sdk_kms::Client::new(&aws),
+        })
+    }
+
+    /// Creates (idempotently) the table, key and queues, and the adapters over them.
+    async fn provision(&self, table: &str, sfx: &str) -> Result<Backend, StackError> {
+        let fail = |what: &'static str| move |e: store::StoreError| StackError::Provision { what, message: e.to_string() };
+        store::provision::ensure_table(&self.dynamo, table).await.map_err(fail("the DynamoDB table"))?;
+        let key_id = store::provision::ensure_key(&self.kms, &format!("alias/kiotviet-fnb-sync{sfx}"))
+            .await
+            .map_err(fail("the KMS key"))?;
+        let mut urls = Vec::new();
+        for name in ["catalog-jobs", "customer-jobs", "invoice-jobs"] {
+            let q = store::provision::ensure_queue(&self.sqs, &format!("{name}{sfx}"), &format!("{name}-dlq{sfx}"), 5)
+                .await
+                .map_err(fail("an SQS queue"))?;
+            urls.push(q.url);
+        }
+        let queues = engine::settings::Queues {
+            catalog: urls[0].clone(),
+            customers: urls[1].clone(),
+            invoices: urls[2].clone(),
+        };
+        Ok((
+            Arc::new(store::DynamoStore::new(self.dynamo.clone(), table.to_string())),
+            Arc::new(store::KmsSealer::new(self.kms.clone(), key_id)),
+            Arc::new(store::SqsQueue::new(self.sqs.clone())),
+            queues,
+        ))
+    }
+}
+
+/// Everything in memory: the engine's own cost without an AWS stand-in (benchmark).
+fn memory_backend(sfx: &str) -> Backend {
+    let queue = store::MemoryQueue::new();
+    let url = |name: &str| queue.ensure_queue(&format!("{name}{sfx}"), &format!("{name}-dlq{sfx}"), 5).url;
+    let queues = engine::settings::Queues {
+        catalog: url("catalog-jobs"),
+        customers: url("customer-jobs"),
+        invoices: url("invoice-jobs"),
+    };
+    (
+        Arc::new(store::MemoryStore::new()),
+        Arc::new(store::MemorySealer::new()),
+        Arc::new(queue),
+        queues,
+    )
 }
 
 /// API Gateway's part: any request becomes an `ApiRequest` for the engine.
@@ -460,6 +512,8 @@ async fn poll_queue(svc: Service, queue_url: String, mut stop: watch::Receiver<b
             }
         };
         if jobs.is_empty() {
+            // moto long-polls; the in-memory queue answers at once, so do not spin.
+            tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
         let deadline = engine::jobs::local_deadline(&svc);

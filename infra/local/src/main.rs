@@ -19,6 +19,7 @@ async fn main() {
             if let Ok(size) = std::env::var("BENCH_SIZE") {
                 opts.size = size;
             }
+            opts.in_memory = std::env::var("BENCH_STORE").is_ok_and(|s| s == "memory");
             local_stack::bench::run(opts).await
         }
         other => Err(format!(
