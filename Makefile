@@ -22,4 +22,4 @@ clean-local: ## Remove local state (venvs stay)
 bench: ## Sync benchmark: large café, 100 ms KiotViet / 30 ms Abaha latency (BENCH_STORE=memory|moto, BENCH_SIZE)
 	infra/bootstrap.sh stack
 	cargo build --release -p local-stack -p sandbox --bins
-	MOTO_SERVER_BIN="$(CURDIR)/.venv/stack/bin/moto_server" target/release/local-stack bench
+	target/release/local-stack bench

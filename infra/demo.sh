@@ -6,6 +6,5 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 infra/bootstrap.sh stack
-if [ -z "${AWS_ENDPOINT_URL:-}" ]; then export MOTO_SERVER_BIN="$root/.venv/stack/bin/moto_server"; fi
 cargo build --quiet -p local-stack --bin local-stack
 exec target/debug/local-stack demo

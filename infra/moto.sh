@@ -9,7 +9,8 @@ pidfile="$state/moto.pid"
 case "${1:-}" in
   start)
     port="${2:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
-    "$root/.venv/stack/bin/moto_server" -H 127.0.0.1 -p "$port" >"$state/moto.log" 2>&1 &
+    # Our launcher: moto's server with DynamoDB requests linearized (see the script's docstring).
+    "$root/.venv/stack/bin/python" "$root/infra/python/moto_server.py" -H 127.0.0.1 -p "$port" >"$state/moto.log" 2>&1 &
     echo $! > "$pidfile"
     for _ in $(seq 1 100); do
       if python3 - "$port" <<'PY' 2>/dev/null; then break; fi

@@ -570,18 +570,25 @@ struct MotoProcess {
 
 impl MotoProcess {
     async fn start() -> Result<MotoProcess, StackError> {
-        let path = env("MOTO_SERVER_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(default_moto_path);
+        // Our launcher (moto's server with DynamoDB requests linearized), unless a plain
+        // moto_server binary is named.
+        let (path, mut args) = match env("MOTO_SERVER_BIN") {
+            Some(bin) => (PathBuf::from(bin), vec![]),
+            None => (
+                workspace_root().join(".venv/stack/bin/python"),
+                vec![workspace_root().join("infra/python/moto_server.py").display().to_string()],
+            ),
+        };
         let port = free_port().map_err(|source| StackError::Moto {
             path: path.display().to_string(),
             source,
         })?;
+        args.extend(["-H".to_string(), "127.0.0.1".to_string(), "-p".to_string(), port.to_string()]);
         let log_dir = workspace_root().join(".local");
         let _ = std::fs::create_dir_all(&log_dir);
         let log = std::fs::File::create(log_dir.join("moto.log")).ok();
         let mut cmd = tokio::process::Command::new(&path);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        cmd.args(&args)
             .kill_on_drop(true)
             .stdin(std::process::Stdio::null());
         match log {
@@ -635,6 +642,3 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn default_moto_path() -> PathBuf {
-    workspace_root().join(".venv/stack/bin/moto_server")
-}
