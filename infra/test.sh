@@ -18,6 +18,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "template.yaml validation (cfn-lint)"
 .venv/tools/bin/cfn-lint template.yaml
 
+# The two HTTP interfaces we own (CONTRACTS.md). openapi-spec-validator comes with moto[server];
+# the end-to-end tests then hold requests and answers to these documents (tests/e2e/src/contract.rs).
+step "OpenAPI documents (openapi-spec-validator)"
+.venv/stack/bin/openapi-spec-validator docs/openapi/service-api.yaml docs/openapi/abaha-sync-api.yaml
+
 step "start moto (DynamoDB/SQS/KMS stand-in) on loopback"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=ap-southeast-1 \
        AWS_DEFAULT_REGION=ap-southeast-1 AWS_EC2_METADATA_DISABLED=true
