@@ -128,7 +128,8 @@ async fn dispatch(svc: &Service, method: &str, req: ApiRequest) -> Result<ApiRes
         ));
     };
     if !allowed(&route).contains(&method) {
-        return Err(ApiError::new(
+        // RFC 9110: a 405 names the methods the resource does allow.
+        let mut answer = ApiResponse::from(ApiError::new(
             405,
             "method_not_allowed",
             format!(
@@ -137,6 +138,10 @@ async fn dispatch(svc: &Service, method: &str, req: ApiRequest) -> Result<ApiRes
                 allowed(&route).join(" or ")
             ),
         ));
+        answer
+            .headers
+            .push(("allow".to_string(), allowed(&route).join(", ")));
+        return Ok(answer);
     }
     if req.body.len() > svc.settings.max_body_bytes {
         return Err(ApiError::new(

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub use local_stack::{Stack, StackOptions};
 use serde_json::{Value, json};
 
+pub mod contract;
+
 /// The moto endpoint for this test run, or None (the caller returns early) when absent.
 pub fn moto() -> Option<String> {
     match std::env::var("MOTO_ENDPOINT").ok().filter(|v| !v.is_empty()) {
@@ -79,11 +81,20 @@ impl Api {
     }
 
     pub async fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Answer {
+        let method_name = method;
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
+        // The drift guard (contract.rs) sees the request as the service did.
+        let request = body
+            .as_deref()
+            .filter(|b| !b.iter().all(u8::is_ascii_whitespace))
+            .map(|b| {
+                serde_json::from_slice(b)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
+            });
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
@@ -92,6 +103,22 @@ impl Api {
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !method_name.eq_ignore_ascii_case("HEAD") {
+            let header_list: Vec<(String, String)> = headers
+                .iter()
+                .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+                .collect();
+            if let Err(e) = contract::service_api().check_exchange(
+                method_name,
+                path,
+                request.as_ref(),
+                status,
+                &header_list,
+                &body,
+            ) {
+                panic!("the service API drifted from docs/openapi/service-api.yaml: {e}");
+            }
+        }
         Answer { status, body, headers }
     }
 
@@ -137,7 +164,13 @@ pub async fn sync(stack: &Stack, shop: &str, body: Value) -> Value {
     let a = api.post(&format!("/v1/shops/{shop}/sync"), body).await;
     assert_eq!(a.status, 202, "sync: {}", a.body);
     let run_id = a.body["run_id"].as_str().expect("run id").to_string();
-    wait_run(stack, shop, &run_id).await
+    let report = wait_run(stack, shop, &run_id).await;
+    if let Some(abaha) = &stack.abaha
+        && let Err(e) = contract::check_abaha_writes(abaha, shop)
+    {
+        panic!("an Abaha Sync API request drifted from docs/openapi/abaha-sync-api.yaml: {e}");
+    }
+    report
 }
 
 /// Waits (up to two minutes) for a run to reach a final state.
