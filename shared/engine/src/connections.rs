@@ -66,6 +66,8 @@ pub async fn put(svc: &Service, shop: &str, req: &ApiRequest) -> Result<ApiRespo
             Some(hash)
         }
     };
+    // R-SYN-8: (re-)register the KiotViet webhooks; a failure never fails the save.
+    let hooks = crate::webhooks::registration::register(svc, &kv, shop, existing.as_ref()).await;
     let conn = Connection {
         shop_id: shop.to_string(),
         account_type: "fnb".into(),
@@ -77,14 +79,21 @@ pub async fn put(svc: &Service, shop: &str, req: &ApiRequest) -> Result<ApiRespo
         keep_app_product_status: true,
         invoice_history_days: plan.invoice_history_days,
         shop_token_hash,
-        webhook_secret: existing.as_ref().and_then(|c| c.webhook_secret.clone()),
-        webhook_ids: existing.as_ref().map(|c| c.webhook_ids.clone()).unwrap_or_default(),
+        webhook_secret: hooks.secret.clone(),
+        webhook_ids: hooks.ids.clone(),
         created_at: existing.as_ref().map(|c| c.created_at).unwrap_or(now),
         updated_at: now,
     };
-    svc.store.put_connection(&conn).await?;
+    if let Err(e) = svc.store.put_connection(&conn).await {
+        // Not saved: hooks registered just now would deliver with a secret nobody keeps.
+        crate::webhooks::registration::remove(&kv, shop, &hooks.ids).await;
+        return Err(e.into());
+    }
     tracing::info!(shop, created = existing.is_none(), "connection saved");
     let mut answer = json!({"connection": view(&conn), "branches": branch_list});
+    if let Some(message) = hooks.message {
+        answer["connection"]["webhooks_message"] = Value::String(message);
+    }
     if let Some(token) = shop_token {
         answer["shop_token"] = Value::String(token);
     }
@@ -104,14 +113,16 @@ pub async fn get(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> {
 /// `DELETE /v1/shops/{shop}/connection`: schedules stop (the dispatcher only sees connections), the
 /// sealed secret is destroyed with the record, ID maps stay for a later reconnect.
 pub async fn delete(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> {
-    if svc.store.get_connection(shop).await?.is_none() {
+    let Some(conn) = svc.store.get_connection(shop).await? else {
         return Err(ApiError::unknown_shop(shop));
-    }
+    };
+    // R-SYN-8: best effort; a hook left behind is answered "unknown shop" and dropped.
+    let webhooks_removed = crate::webhooks::registration::unregister(svc, &conn).await;
     svc.store.delete_connection(shop).await?;
-    tracing::info!(shop, "connection deleted");
+    tracing::info!(shop, webhooks_removed, "connection deleted");
     Ok(ApiResponse::json(
         200,
-        json!({"shop_id": shop, "disconnected": true, "id_maps_kept": true}),
+        json!({"shop_id": shop, "disconnected": true, "id_maps_kept": true, "webhooks_removed": webhooks_removed}),
     ))
 }
 

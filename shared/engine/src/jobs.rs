@@ -108,6 +108,10 @@ const MAX_CONTINUATIONS: u32 = 100;
 /// Runs one pull job until it is done, hands over, or fails. `deadline` is the Lambda's (or the
 /// local runner's) hard stop.
 pub async fn handle_job(svc: &Service, body: &Value, deadline: Instant) -> Result<(), JobError> {
+    // KiotViet webhook jobs (R-SYN-8) travel on the same queues to the same functions.
+    if crate::webhooks::is_webhook_job(body) {
+        return crate::webhooks::apply(svc, body, deadline).await;
+    }
     let job: SyncJob = serde_json::from_value(body.clone())
         .map_err(|e| JobError::BadJob(e.to_string()))?;
     let span = tracing::info_span!("pull", shop = %job.shop_id, run_id = %job.run_id);

@@ -204,7 +204,7 @@ pub async fn start(
 }
 
 /// Run ids sort by time, so the newest run of a shop is easy to find and to read in logs.
-fn new_run_id(now: DateTime<Utc>) -> String {
+pub(crate) fn new_run_id(now: DateTime<Utc>) -> String {
     let suffix: u32 = rand::random();
     format!("run-{}-{:08x}", now.format("%Y%m%dT%H%M%S%3fZ"), suffix)
 }

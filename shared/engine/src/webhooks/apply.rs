@@ -1,0 +1,224 @@
+//! Applying a [`WebhookJob`] in the pull functions: the same mapping, content-hash skip and ID-map
+//! links as a pull page (R-SYN-4), for the few records a webhook names.
+//!
+//! Every changed record is read fresh from KiotViet (`GET /products/{id}`, `GET /customers/{id}`)
+//! rather than mapped from the webhook's `Data`:
+//! - the documented `product.update` data lacks fields a full Abaha product needs (inventories
+//!   for the branch stock, images, toppings are "may include"), and `stock.update` carries no
+//!   product at all — mapping the partial record would blank those fields in Abaha;
+//! - retries arrive late (higher `Attempt`) and events are not ordered, so an old delivery could
+//!   overwrite a newer change; the current record is always right, and an unchanged one is not
+//!   re-sent (content hash).
+//!
+//! It costs one GET per changed record from the shop's shared hourly budget (R-SYN-6). When the
+//! budget is spent the job is dropped: the scheduled pull brings the change.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use abaha::Collection;
+use kiotviet::KvError;
+use mapping::hash::content_hash;
+use serde_json::{Value, json};
+use store::{Connection, IdKind};
+
+use super::{Change, WebhookJob};
+use crate::error::JobError;
+use crate::pull::{PageStep, removed_products, upsert_changed};
+use crate::runs::{self, Tally, Trigger};
+use crate::service::Service;
+
+/// Runs one webhook job. Errors that a later delivery can fix (KiotViet or Abaha unavailable,
+/// storage busy) go back to SQS; the job is idempotent, so running it again is harmless.
+pub async fn apply(svc: &Service, body: &Value, deadline: Instant) -> Result<(), JobError> {
+    let job: WebhookJob =
+        serde_json::from_value(body.clone()).map_err(|e| JobError::BadJob(e.to_string()))?;
+    let shop = job.shop_id.as_str();
+    let Some(conn) = svc.store.get_connection(shop).await? else {
+        tracing::info!(shop, delivery = %job.delivery, "webhook job for a disconnected shop; nothing to do");
+        return Ok(());
+    };
+    let ids_of = |wanted: &[Change]| -> Vec<i64> {
+        job.notifications
+            .iter()
+            .filter(|n| wanted.contains(&n.action))
+            .flat_map(|n| n.ids.iter().copied())
+            .collect::<BTreeSet<i64>>()
+            .into_iter()
+            .collect()
+    };
+    let refresh_products = ids_of(&[Change::ProductUpdate, Change::StockUpdate]);
+    let deleted_products = ids_of(&[Change::ProductDelete]);
+    let refresh_customers = ids_of(&[Change::CustomerUpdate]);
+    let deleted_customers = ids_of(&[Change::CustomerDelete]);
+
+    let mut products = Tally::default();
+    let mut customers = Tally::default();
+    let mut step = PageStep::default();
+    let kv = svc.kiotviet_for(&conn).await?.with_deadline(Some(deadline));
+
+    // R-CON-6: a part switched off after the delivery was queued is not applied either.
+    if conn.sync.products {
+        let fresh = match read_all(&refresh_products, |id| kv.product(id), &mut products).await {
+            Ok(records) => records,
+            Err(e) => return left_to_schedule(&conn, &job.delivery, e),
+        };
+        let items = fresh
+            .iter()
+            .map(|p| (p.id, mapping::catalog::product_item(p, conn.branch_id)))
+            .collect();
+        upsert_changed(
+            svc,
+            &conn,
+            IdKind::Product,
+            Collection::Products,
+            "products",
+            items,
+            content_hash,
+            &mut products,
+            &mut step,
+            deadline,
+        )
+        .await?;
+        // R-PRD-4: never a delete in Abaha; the owner gets a manual action instead.
+        removed_products(svc, &conn, &deleted_products, &mut products, &mut step).await?;
+    } else {
+        products.skip("switched_off");
+    }
+
+    if conn.sync.customers {
+        let fresh = match read_all(&refresh_customers, |id| kv.customer(id), &mut customers).await {
+            Ok(records) => records,
+            Err(e) => return left_to_schedule(&conn, &job.delivery, e),
+        };
+        let mut items = Vec::with_capacity(fresh.len());
+        for c in &fresh {
+            match mapping::customers::customer_item(c) {
+                Ok(item) => items.push((c.id, item)),
+                // R-CUS-1: no phone, no Abaha customer.
+                Err(reason) => customers.skip(reason.as_str()),
+            }
+        }
+        upsert_changed(
+            svc,
+            &conn,
+            IdKind::Customer,
+            Collection::Customers,
+            "customers",
+            items,
+            crate::push::customers::link_hash,
+            &mut customers,
+            &mut step,
+            deadline,
+        )
+        .await?;
+        // Abaha keeps its customers (no delete in the Sync API): a deletion is only counted.
+        customers.removed_in_kiotviet += deleted_customers.len() as u64;
+    } else {
+        customers.skip("switched_off");
+    }
+
+    record_manual_actions(svc, shop, &step.manual_actions).await?;
+    for e in &step.errors {
+        tracing::warn!(shop, delivery = %job.delivery, entity = %e["entity"], kiotviet_id = %e["kiotviet_id"],
+            message = %e["message"], "webhook record not applied; the scheduled pull tries again");
+    }
+    tracing::info!(
+        shop,
+        delivery = %job.delivery,
+        products_created = products.created,
+        products_updated = products.updated,
+        products_unchanged = products.unchanged,
+        products_removed = products.removed_in_kiotviet,
+        customers_created = customers.created,
+        customers_updated = customers.updated,
+        customers_unchanged = customers.unchanged,
+        customers_removed = customers.removed_in_kiotviet,
+        failed = products.failed + customers.failed,
+        skipped = ?products.skipped.iter().chain(customers.skipped.iter()).collect::<Vec<_>>(),
+        api_calls = kv.api_calls(),
+        "webhook applied"
+    );
+    Ok(())
+}
+
+/// Reads each record; one that is gone (deleted since) or unreadable is counted and skipped.
+async fn read_all<T, F, Fut>(ids: &[i64], read: F, tally: &mut Tally) -> Result<Vec<T>, KvError>
+where
+    F: Fn(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<T, KvError>>,
+{
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        match read(*id).await {
+            Ok(record) => out.push(record),
+            // Deleted after the event: its delete event (or the pull's removed ids) handles it.
+            Err(KvError::NotFound { .. }) => tally.skip("gone_in_kiotviet"),
+            // The whole job stops: KiotViet is unavailable, or the connection itself is broken.
+            Err(e)
+                if e.is_retryable()
+                    || matches!(
+                        e,
+                        KvError::Unauthorized
+                            | KvError::InvalidCredentials { .. }
+                            | KvError::UnknownRetailer { .. }
+                            | KvError::Transport(_)
+                    ) =>
+            {
+                return Err(e);
+            }
+            Err(e) => {
+                tally.failed += 1;
+                tracing::warn!(kiotviet_id = id, error = %e, "webhook record could not be read");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A KiotViet read that cannot go on now: SQS retries what a retry can fix; a spent hourly
+/// budget is not waited for, because the scheduled pull brings the change anyway (R-SYN-6).
+fn left_to_schedule(conn: &Connection, delivery: &str, e: KvError) -> Result<(), JobError> {
+    if matches!(e, KvError::BudgetExhausted { .. }) {
+        tracing::warn!(shop = %conn.shop_id, delivery, error = %e, "webhook left to the scheduled pull");
+        return Ok(());
+    }
+    Err(JobError::KiotViet(e))
+}
+
+/// Manual actions go into the shop's latest run report, where the owner reads them (R-SYN-5).
+/// A shop without any run yet gets a small finished run of its own to hold them.
+async fn record_manual_actions(
+    svc: &Service,
+    shop: &str,
+    actions: &[Value],
+) -> Result<(), store::StoreError> {
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let latest = svc.store.latest_run(shop).await?;
+    if let Some(run_id) = latest
+        .as_ref()
+        .and_then(|r| r.get("run_id"))
+        .and_then(Value::as_str)
+    {
+        return svc.store.append_manual_actions(shop, run_id, actions).await;
+    }
+    let now = svc.now();
+    let run_id = runs::new_run_id(now);
+    let initial = json!({
+        "run_id": run_id,
+        "state": "succeeded",
+        "trigger": Trigger::Webhook,
+        "full": false,
+        "started_at": now.to_rfc3339(),
+        "finished_at": now.to_rfc3339(),
+        "entities": {},
+        "manual_actions": actions,
+        "errors": [],
+    });
+    svc.store
+        .create_run(shop, &run_id, &initial)
+        .await
+        .map(|_| ())
+}
