@@ -1,42 +1,42 @@
 //! Customers Abaha → KiotViet FnB (R-CUS-2, R-CUS-3): matched by the ID map, then by phone, and
 //! created only when absent. The link stores a fingerprint of what both sides hold, so a push that
 //! only echoes what the pull wrote (or a pull right after a push) changes nothing.
+//!
+//! Matching and creating run under a short idempotency claim per Abaha customer: two pushes of
+//! the same new customer at once (the customer webhook and an order webhook, say) would otherwise
+//! both miss the phone search and create the customer twice in KiotViet.
 
+use std::time::Duration;
+
+use chrono::Duration as ChronoDuration;
 use kiotviet::{KiotVietClient, KvError};
 use mapping::abaha::CustomerItem;
 use mapping::api::AbahaCustomer;
-use mapping::customers::normalize_phone;
+use mapping::customers::{CustomerCore, first_phone};
 use mapping::hash::content_hash;
 use mapping::kiotviet::Customer;
 use serde_json::{Value, json};
-use store::{Connection, IdKind, IdLink};
+use store::{Claim, Connection, IdKind, IdLink};
 
 use crate::api::{ApiResponse, parse_body};
 use crate::error::ApiError;
 use crate::service::Service;
 
-/// What the two sides must agree on for a customer to count as unchanged. The KiotViet code and
-/// ids are left out: Abaha does not hold the code, and ids are the link itself.
+/// How long one matching may hold a customer before another push may take over.
+const CLAIM_SECS: i64 = 30;
+/// How long a push waits for another push of the same customer before answering 409.
+const WAIT_STEP: Duration = Duration::from_millis(100);
+const WAIT_STEPS: u32 = 30;
+
+/// What the two sides must agree on for a customer to count as unchanged ([`CustomerCore`]:
+/// phone, name, email, address, gender, birth date, normalised alike). The KiotViet code and ids
+/// are left out: Abaha does not hold the code, and ids are the link itself.
 pub fn fingerprint(item: &CustomerItem) -> String {
-    content_hash(&json!({
-        "phone": normalize_phone(&item.phone),
-        "name": item.name,
-        "email": item.email,
-        "address": item.address,
-        "gender": item.gender,
-        "birth_date": item.birth_date,
-    }))
+    content_hash(&CustomerCore::from(item))
 }
 
 fn fingerprint_of_abaha(c: &AbahaCustomer) -> String {
-    content_hash(&json!({
-        "phone": normalize_phone(c.phone.as_deref().unwrap_or_default()),
-        "name": c.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| "Khách".to_string()),
-        "email": c.email,
-        "address": c.address,
-        "gender": c.gender,
-        "birth_date": c.birth_date,
-    }))
+    content_hash(&CustomerCore::from(c))
 }
 
 /// The hash a customer link stores: the pull's content hash (everything Abaha receives) and the
@@ -49,24 +49,49 @@ fn link_fingerprint(hash: &str) -> Option<&str> {
     hash.split_once('.').map(|(_, fp)| fp)
 }
 
-fn fingerprint_of_kiotviet(c: &Customer) -> Option<String> {
-    mapping::customers::customer_item(c).ok().map(|i| link_hash(&i))
+fn link_hash_of_kiotviet(c: &Customer) -> Option<String> {
+    mapping::customers::customer_item(c)
+        .ok()
+        .map(|i| link_hash(&i))
 }
 
-/// How a customer was matched in KiotViet.
+/// How a customer was matched in KiotViet (R-CUS-2).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Match {
+    /// Through the ID map: a push or a pull linked it before.
+    Linked(i64),
+    /// A KiotViet customer with exactly this phone; now linked.
+    Found(Customer),
+    /// Created in KiotViet; now linked.
     Created(Customer),
-    Found(i64),
+}
+
+impl Match {
+    pub fn kiotviet_id(&self) -> i64 {
+        match self {
+            Match::Linked(id) => *id,
+            Match::Found(c) | Match::Created(c) => c.id,
+        }
+    }
 }
 
 /// `POST /v1/shops/{shop}/customers` (R-CUS-3).
-pub async fn push_from_api(svc: &Service, shop: &str, body: &[u8]) -> Result<ApiResponse, ApiError> {
+pub async fn push_from_api(
+    svc: &Service,
+    shop: &str,
+    body: &[u8],
+) -> Result<ApiResponse, ApiError> {
     let customer: AbahaCustomer = parse_body(body)?;
     if customer.id.trim().is_empty() {
-        return Err(ApiError::validation("id (the Abaha customer id) is required."));
+        return Err(ApiError::validation(
+            "id (the Abaha customer id) is required.",
+        ));
     }
-    let phone = customer.phone.as_deref().map(normalize_phone).unwrap_or_default();
+    let phone = customer
+        .phone
+        .as_deref()
+        .and_then(first_phone)
+        .unwrap_or_default();
     if phone.len() < 8 {
         return Err(ApiError::validation(
             "A phone number is required: KiotViet FnB and Abaha match customers by phone.",
@@ -86,67 +111,137 @@ pub async fn push_from_api(svc: &Service, shop: &str, body: &[u8]) -> Result<Api
     }
     let kv = svc.kiotviet_for(&conn).await?;
     let wanted = fingerprint_of_abaha(&customer);
-    let write = mapping::customers::customer_write(&customer, conn.branch_id);
 
-    let linked = svc
-        .store
-        .kiotviet_for_abaha(shop, IdKind::Customer, &customer.id)
-        .await?;
-    if let Some(kv_id) = linked {
-        let link = svc.store.get_link(shop, IdKind::Customer, kv_id).await?;
-        if link.as_ref().and_then(|l| l.hash.as_deref()).and_then(link_fingerprint) == Some(wanted.as_str()) {
-            // R-CUS-3: an echo of what KiotViet already holds changes nothing.
-            return Ok(answer(200, kv_id, None, "unchanged"));
+    let kv_id = match resolve(svc, &conn, &kv, &customer).await? {
+        Match::Created(created) => return Ok(answer(201, created.id, created.code, "created")),
+        Match::Found(found) => {
+            if link_hash_of_kiotviet(&found)
+                .as_deref()
+                .and_then(link_fingerprint)
+                == Some(wanted.as_str())
+            {
+                return Ok(answer(200, found.id, found.code, "unchanged"));
+            }
+            found.id
         }
-        let updated = kv.update_customer(kv_id, &write).await.map_err(kv_error)?;
-        store_link(svc, shop, &customer.id, &updated).await?;
-        return Ok(answer(200, updated.id, updated.code.clone(), "updated"));
-    }
-    match find_or_create(svc, &conn, &kv, &customer).await? {
-        Match::Created(created) => Ok(answer(201, created.id, created.code.clone(), "created")),
-        Match::Found(kv_id) => {
-            let updated = kv.update_customer(kv_id, &write).await.map_err(kv_error)?;
-            store_link(svc, shop, &customer.id, &updated).await?;
-            Ok(answer(200, updated.id, updated.code.clone(), "updated"))
+        Match::Linked(kv_id) => {
+            let link = svc.store.get_link(shop, IdKind::Customer, kv_id).await?;
+            if link
+                .as_ref()
+                .and_then(|l| l.hash.as_deref())
+                .and_then(link_fingerprint)
+                == Some(wanted.as_str())
+            {
+                // R-CUS-3: an echo of what KiotViet already holds changes nothing, and costs no
+                // KiotViet call (so the code, which only KiotViet holds, is not known here).
+                return Ok(answer(200, kv_id, None, "unchanged"));
+            }
+            kv_id
         }
-    }
+    };
+    let write = mapping::customers::customer_write(&customer, conn.branch_id);
+    let updated = kv.update_customer(kv_id, &write).await.map_err(kv_error)?;
+    store_link(svc, shop, &customer.id, &updated).await?;
+    Ok(answer(200, updated.id, updated.code.clone(), "updated"))
 }
 
-/// R-CUS-2: by phone (exact, after normalising — KiotViet's search also returns partial
-/// matches), else created. The link is stored either way.
-pub async fn find_or_create(
+/// R-CUS-2: the ID map, then the phone (exact, after normalising — KiotViet's search also
+/// returns partial matches), else created in KiotViet. The link is stored in every case.
+pub async fn resolve(
     svc: &Service,
     conn: &Connection,
     kv: &KiotVietClient,
     customer: &AbahaCustomer,
 ) -> Result<Match, ApiError> {
-    let phone = customer.phone.as_deref().map(normalize_phone).unwrap_or_default();
-    let candidates = kv.find_customers_by_phone(&phone).await.map_err(kv_error)?;
-    if let Some(found) = candidates
-        .iter()
-        .find(|c| c.contact_number.as_deref().map(normalize_phone).as_deref() == Some(phone.as_str()))
+    let shop = conn.shop_id.as_str();
+    if let Some(id) = svc
+        .store
+        .kiotviet_for_abaha(shop, IdKind::Customer, &customer.id)
+        .await?
     {
-        let link = IdLink {
-            abaha_id: customer.id.clone(),
-            hash: fingerprint_of_kiotviet(found),
-        };
-        svc.store
-            .put_links(&conn.shop_id, IdKind::Customer, &[(found.id, link)])
-            .await?;
-        return Ok(Match::Found(found.id));
+        return Ok(Match::Linked(id));
+    }
+    let key = format!("customer#{}", customer.id);
+    let mut waits = 0;
+    loop {
+        let now = svc.now();
+        match svc
+            .store
+            .claim(shop, &key, now + ChronoDuration::seconds(CLAIM_SECS), now)
+            .await?
+        {
+            // Never completed on purpose (the record only serialises matching), but a completed
+            // record must not block either.
+            Claim::Claimed | Claim::Completed(_) => break,
+            Claim::InProgress { until } => {
+                if waits >= WAIT_STEPS {
+                    let secs = (until - now).num_seconds().clamp(1, CLAIM_SECS) as u64;
+                    return Err(ApiError::new(
+                        409,
+                        "push_in_progress",
+                        "This customer is being matched in KiotViet FnB right now. Try again in a few seconds; it will not be created twice.",
+                    )
+                    .with_retry_after(secs));
+                }
+                waits += 1;
+                tokio::time::sleep(WAIT_STEP).await;
+            }
+        }
+    }
+    let matched = match_or_create(svc, conn, kv, customer).await;
+    if let Err(e) = svc.store.release(shop, &key).await {
+        tracing::warn!(shop, customer = %customer.id, error = %e, "could not release a customer claim");
+    }
+    matched
+}
+
+async fn match_or_create(
+    svc: &Service,
+    conn: &Connection,
+    kv: &KiotVietClient,
+    customer: &AbahaCustomer,
+) -> Result<Match, ApiError> {
+    let shop = conn.shop_id.as_str();
+    // Another push may have linked it between the first look and the claim.
+    if let Some(id) = svc
+        .store
+        .kiotviet_for_abaha(shop, IdKind::Customer, &customer.id)
+        .await?
+    {
+        return Ok(Match::Linked(id));
+    }
+    let phone = customer
+        .phone
+        .as_deref()
+        .and_then(first_phone)
+        .unwrap_or_default();
+    let candidates = kv.find_customers_by_phone(&phone).await.map_err(kv_error)?;
+    let exact = candidates.into_iter().find(|c| {
+        c.contact_number.as_deref().and_then(first_phone).as_deref() == Some(phone.as_str())
+    });
+    if let Some(found) = exact {
+        store_link(svc, shop, &customer.id, &found).await?;
+        return Ok(Match::Found(found));
     }
     let write = mapping::customers::customer_write(customer, conn.branch_id);
     let created = kv.create_customer(&write).await.map_err(kv_error)?;
-    store_link(svc, &conn.shop_id, &customer.id, &created).await?;
+    store_link(svc, shop, &customer.id, &created).await?;
     Ok(Match::Created(created))
 }
 
-async fn store_link(svc: &Service, shop: &str, abaha_id: &str, kv: &Customer) -> Result<(), ApiError> {
+async fn store_link(
+    svc: &Service,
+    shop: &str,
+    abaha_id: &str,
+    kv: &Customer,
+) -> Result<(), ApiError> {
     let link = IdLink {
         abaha_id: abaha_id.to_string(),
-        hash: fingerprint_of_kiotviet(kv),
+        hash: link_hash_of_kiotviet(kv),
     };
-    svc.store.put_links(shop, IdKind::Customer, &[(kv.id, link)]).await?;
+    svc.store
+        .put_links(shop, IdKind::Customer, &[(kv.id, link)])
+        .await?;
     Ok(())
 }
 
@@ -173,5 +268,45 @@ pub fn kv_error(e: KvError) -> ApiError {
             "KiotViet FnB refused the connection's Client ID and secret. Update the connection with the values from KiotViet FnB.",
         ),
         _ => ApiError::kiotviet_unavailable(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mapping::api::AbahaCustomer;
+
+    fn kv(v: Value) -> Customer {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn abaha(v: Value) -> AbahaCustomer {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn r_cus_3_an_echo_of_the_pulled_customer_has_the_same_fingerprint() {
+        // GIVEN a KiotViet customer as the pull links it, and Abaha echoing it back with spaces,
+        // an empty email and a differently written phone
+        let c = kv(
+            json!({"id": 7, "code": "KH7", "name": "Trần B", "contactNumber": "+84 912 345 678",
+                          "email": null, "address": "2 Hai Bà Trưng", "gender": false}),
+        );
+        let echo = abaha(
+            json!({"id": "cus-1", "name": " Trần B ", "phone": "0912345678", "email": "",
+                                "address": "2 Hai Bà Trưng ", "gender": "female", "birth_date": null}),
+        );
+        // THEN both directions see the same customer
+        let linked = link_hash_of_kiotviet(&c).unwrap();
+        assert_eq!(
+            link_fingerprint(&linked),
+            Some(fingerprint_of_abaha(&echo).as_str())
+        );
+        // AND a real change is seen as one
+        let changed = abaha(json!({"id": "cus-1", "name": "Trần Thị B", "phone": "0912345678"}));
+        assert_ne!(
+            link_fingerprint(&linked),
+            Some(fingerprint_of_abaha(&changed).as_str())
+        );
     }
 }

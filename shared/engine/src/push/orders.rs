@@ -6,11 +6,18 @@
 //! by an attempt marker written before the call and a reference of ours carried in the KiotViet
 //! order (`DeliveryDetail.DeliveryCode`): a push that finds a marker first looks for an order with
 //! that reference among KiotViet's recent orders and adopts it instead of creating another.
+//!
+//! The links a push leaves (KiotViet order id, order code, our reference → Abaha order) are what
+//! the invoice pull reads to send an invoice back as the same Abaha order (R-INV-2):
+//! [`origins_of`].
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use kiotviet::KvError;
 use mapping::api::AbahaOrder;
 use mapping::hash::content_hash;
+use mapping::kiotviet::Invoice;
 use mapping::orders::{OrderStatus, PushContext};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -25,6 +32,9 @@ use crate::service::Service;
 /// How long a claim keeps other pushes of the same order waiting.
 const CLAIM_SECS: i64 = 60;
 
+/// Prefix of our reference in a KiotViet order's delivery code.
+const REFERENCE_PREFIX: &str = "ABH-";
+
 /// The key of the ID-map link from a KiotViet order code to the Abaha order (invoices name their
 /// order by code). Codes are strings and the map is keyed by number: a 63-bit hash, negative so it
 /// can never meet a real KiotViet id.
@@ -35,9 +45,15 @@ pub fn order_code_key(code: &str) -> i64 {
     -((i64::from_be_bytes(b) & i64::MAX).max(1))
 }
 
+/// The key of the link from our reference (as found in an invoice's delivery block) to the Abaha
+/// order; kept apart from order codes by its own prefix.
+fn reference_key(reference: &str) -> i64 {
+    order_code_key(&format!("ref:{}", reference.trim()))
+}
+
 /// Our reference in the KiotViet order: unique per Abaha order, short enough for a delivery code.
 pub fn reference(order: &AbahaOrder) -> String {
-    format!("ABH-{}", display_code(order))
+    format!("{REFERENCE_PREFIX}{}", display_code(order))
 }
 
 /// The order's code as the shop knows it ("DH1001"), else its id.
@@ -67,8 +83,19 @@ struct Attempt {
     started_at: DateTime<Utc>,
 }
 
+/// The KiotViet order an interrupted attempt left behind.
+struct Found {
+    id: i64,
+    code: String,
+    expected_delivery: Option<String>,
+}
+
 /// `POST /v1/shops/{shop}/orders`.
-pub async fn push_from_api(svc: &Service, shop: &str, body: &[u8]) -> Result<ApiResponse, ApiError> {
+pub async fn push_from_api(
+    svc: &Service,
+    shop: &str,
+    body: &[u8],
+) -> Result<ApiResponse, ApiError> {
     let order: AbahaOrder = parse_body(body)?;
     let status = OrderStatus::parse(&order.status).map_err(|e| {
         ApiError::validation(format!(
@@ -89,8 +116,9 @@ pub async fn push_from_api(svc: &Service, shop: &str, body: &[u8]) -> Result<Api
         ));
     }
     let key = format!("order#{}", order.id);
+    let content = content_hash(&order_content(&order));
     if status == OrderStatus::Cancelled {
-        return cancel(svc, &conn, &order, &key).await;
+        return cancel(svc, &conn, &order, &key, content).await;
     }
     if !status.is_pushable() {
         return Err(ApiError::new(
@@ -105,22 +133,13 @@ pub async fn push_from_api(svc: &Service, shop: &str, body: &[u8]) -> Result<Api
     }
 
     let now = svc.now();
-    let content = content_hash(&order_content(&order));
     match svc
         .store
         .claim(shop, &key, now + ChronoDuration::seconds(CLAIM_SECS), now)
         .await?
     {
         Claim::Completed(stored) => Ok(replay(stored, &content)),
-        Claim::InProgress { until } => {
-            let secs = (until - now).num_seconds().clamp(1, CLAIM_SECS) as u64;
-            Err(ApiError::new(
-                409,
-                "push_in_progress",
-                "This order is being pushed right now. Try again in a few seconds; it will not be created twice.",
-            )
-            .with_retry_after(secs))
-        }
+        Claim::InProgress { until } => Err(in_progress(until, now)),
         Claim::Claimed => match push_claimed(svc, &conn, &order, &key, content).await {
             Ok(resp) => Ok(resp),
             Err(e) => {
@@ -135,6 +154,20 @@ pub async fn push_from_api(svc: &Service, shop: &str, body: &[u8]) -> Result<Api
     }
 }
 
+fn in_progress(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
+    let secs = (until - now).num_seconds().clamp(1, CLAIM_SECS) as u64;
+    ApiError::new(
+        409,
+        "push_in_progress",
+        "This order is being pushed right now. Try again in a few seconds; it will not be created twice.",
+    )
+    .with_retry_after(secs)
+}
+
+fn marker_key(order: &AbahaOrder) -> String {
+    format!("push#{}", order.id)
+}
+
 async fn push_claimed(
     svc: &Service,
     conn: &Connection,
@@ -147,7 +180,11 @@ async fn push_claimed(
     let mut product_ids = Vec::with_capacity(order.lines.len());
     let mut unmapped = Vec::new();
     for (i, line) in order.lines.iter().enumerate() {
-        match svc.store.kiotviet_for_abaha(shop, IdKind::Product, &line.product_id).await? {
+        match svc
+            .store
+            .kiotviet_for_abaha(shop, IdKind::Product, &line.product_id)
+            .await?
+        {
             Some(id) => product_ids.push(id),
             None => unmapped.push(json!({"index": i, "product_id": line.product_id})),
         }
@@ -166,36 +203,12 @@ async fn push_claimed(
 
     let kv = svc.kiotviet_for(conn).await?;
     let reference = reference(order);
-    let marker_key = format!("push#{}", order.id);
+    let marker_key = marker_key(order);
 
     // A previous attempt that did not finish may have created the order: look before creating.
-    if let Some(prev) = svc.store.get_checkpoint(shop, &marker_key).await? {
-        if let Ok(prev) = serde_json::from_value::<Attempt>(prev) {
-            let since = prev.started_at - ChronoDuration::minutes(5);
-            match kv.recent_orders(since).await {
-                Ok(orders) => {
-                    if let Some(found) = orders.iter().find(|o| has_reference(o, &reference)) {
-                        tracing::info!(shop, order = %order.id, "adopting the KiotViet order an interrupted push created");
-                        let id = found.get("id").and_then(Value::as_i64).unwrap_or_default();
-                        let code = found.get("code").and_then(Value::as_str).unwrap_or_default().to_string();
-                        let expected = found
-                            .pointer("/orderDelivery/expectedDelivery")
-                            .and_then(Value::as_str)
-                            .and_then(|s| mapping::time::parse_kv_datetime(s).ok())
-                            .map(|d| d.to_rfc3339());
-                        return finish(svc, shop, order, key, &marker_key, id, code, expected, content).await;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(shop, order = %order.id, error = %e, "could not check KiotViet for an interrupted push");
-                    return Err(ApiError::new(
-                        502,
-                        "kiotviet_unavailable",
-                        "An earlier push of this order was interrupted and KiotViet FnB could not be asked whether it arrived. Nothing new was created; try again in a few minutes.",
-                    ));
-                }
-            }
-        }
+    if let Some(found) = find_interrupted(svc, conn, &kv, order).await? {
+        let pushed = finish(svc, shop, order, key, found, content).await?;
+        return Ok(created_answer(&pushed));
     }
 
     // R-CUS-2: the order's customer, by the ID map, then by phone, created only if absent.
@@ -206,9 +219,14 @@ async fn push_claimed(
                 .id
                 .clone()
                 .filter(|id| !id.trim().is_empty())
-                .unwrap_or_else(|| format!("phone:{}", mapping::customers::normalize_phone(c.phone.as_deref().unwrap_or_default())));
+                .unwrap_or_else(|| {
+                    format!(
+                        "phone:{}",
+                        mapping::customers::normalize_phone(c.phone.as_deref().unwrap_or_default())
+                    )
+                });
             let abaha_customer = mapping::api::AbahaCustomer {
-                id: abaha_id.clone(),
+                id: abaha_id,
                 name: c.name.clone(),
                 phone: c.phone.clone(),
                 email: c.email.clone(),
@@ -216,13 +234,11 @@ async fn push_claimed(
                 gender: None,
                 birth_date: None,
             };
-            match svc.store.kiotviet_for_abaha(shop, IdKind::Customer, &abaha_id).await? {
-                Some(id) => Some(id),
-                None => match customers::find_or_create(svc, conn, &kv, &abaha_customer).await? {
-                    customers::Match::Created(created) => Some(created.id),
-                    customers::Match::Found(id) => Some(id),
-                },
-            }
+            Some(
+                customers::resolve(svc, conn, &kv, &abaha_customer)
+                    .await?
+                    .kiotviet_id(),
+            )
         }
         _ => None,
     };
@@ -242,12 +258,15 @@ async fn push_claimed(
         reference: reference.clone(),
         started_at: now,
     };
+    let attempt = serde_json::to_value(&attempt).map_err(|e| {
+        tracing::error!(error = %e, "could not encode a push attempt");
+        ApiError::internal()
+    })?;
     svc.store
-        .put_checkpoint(shop, &marker_key, &serde_json::to_value(&attempt).unwrap_or(Value::Null))
+        .put_checkpoint(shop, &marker_key, &attempt)
         .await?;
     match kv.create_order(&body).await {
         Ok(created) => {
-            let code = created.code.clone().unwrap_or_default();
             let expected = created
                 .order_delivery
                 .as_ref()
@@ -259,10 +278,21 @@ async fn push_claimed(
                         .and_then(|d| mapping::time::parse_kv_datetime(&d.expected_delivery).ok())
                         .map(|d| d.to_rfc3339())
                 });
-            finish(svc, shop, order, key, &marker_key, created.id, code, expected, content).await
+            let found = Found {
+                id: created.id,
+                code: created.code.clone().unwrap_or_default(),
+                expected_delivery: expected,
+            };
+            let pushed = finish(svc, shop, order, key, found, content).await?;
+            Ok(created_answer(&pushed))
         }
         Err(e) => {
-            if matches!(e, KvError::Rejected { .. } | KvError::BudgetExhausted { .. } | KvError::InvalidCredentials { .. }) {
+            if matches!(
+                e,
+                KvError::Rejected { .. }
+                    | KvError::BudgetExhausted { .. }
+                    | KvError::InvalidCredentials { .. }
+            ) {
                 // KiotViet certainly did not create it: no need to look for it next time.
                 svc.store.clear_checkpoint(shop, &marker_key).await?;
             }
@@ -271,48 +301,111 @@ async fn push_claimed(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The KiotViet order an earlier, unfinished attempt of this push created, if any. Without an
+/// attempt marker there was no such attempt, and KiotViet is not asked.
+async fn find_interrupted(
+    svc: &Service,
+    conn: &Connection,
+    kv: &kiotviet::KiotVietClient,
+    order: &AbahaOrder,
+) -> Result<Option<Found>, ApiError> {
+    let shop = conn.shop_id.as_str();
+    let Some(prev) = svc.store.get_checkpoint(shop, &marker_key(order)).await? else {
+        return Ok(None);
+    };
+    let Ok(prev) = serde_json::from_value::<Attempt>(prev) else {
+        return Ok(None);
+    };
+    // KiotViet stamps orders with its own clock: look a little further back than we started.
+    let since = prev.started_at - ChronoDuration::minutes(5);
+    let orders = kv.recent_orders(since).await.map_err(|e| {
+        tracing::warn!(shop, order = %order.id, error = %e, "could not check KiotViet for an interrupted push");
+        ApiError::new(
+            502,
+            "kiotviet_unavailable",
+            "An earlier push of this order was interrupted and KiotViet FnB could not be asked whether it arrived. Nothing new was created; try again in a few minutes.",
+        )
+        .with_details(json!({"reference": prev.reference}))
+    })?;
+    let Some(found) = orders.iter().find(|o| has_reference(o, &prev.reference)) else {
+        return Ok(None);
+    };
+    let (Some(id), Some(code)) = (
+        found.get("id").and_then(Value::as_i64),
+        found.get("code").and_then(Value::as_str),
+    ) else {
+        tracing::warn!(shop, order = %order.id, "an order with our reference has no id or code; not adopting it");
+        return Ok(None);
+    };
+    tracing::info!(shop, order = %order.id, kiotviet_order_id = id, "adopting the KiotViet order an interrupted push created");
+    let expected_delivery = found
+        .pointer("/orderDelivery/expectedDelivery")
+        .and_then(Value::as_str)
+        .and_then(|s| mapping::time::parse_kv_datetime(s).ok())
+        .map(|d| d.to_rfc3339());
+    Ok(Some(Found {
+        id,
+        code: code.to_string(),
+        expected_delivery,
+    }))
+}
+
+/// Records a KiotViet order as this Abaha order's push: links for the invoice pull, then the
+/// idempotency record (replayed from now on), then the attempt marker goes.
 async fn finish(
     svc: &Service,
     shop: &str,
     order: &AbahaOrder,
     key: &str,
-    marker_key: &str,
-    kiotviet_order_id: i64,
-    kiotviet_order_code: String,
-    expected_delivery: Option<String>,
+    found: Found,
     content: String,
-) -> Result<ApiResponse, ApiError> {
+) -> Result<Pushed, ApiError> {
     let pushed = Pushed {
-        kiotviet_order_id,
-        kiotviet_order_code: kiotviet_order_code.clone(),
-        expected_delivery: expected_delivery.clone(),
+        kiotviet_order_id: found.id,
+        kiotviet_order_code: found.code,
+        expected_delivery: found.expected_delivery,
         content,
     };
-    // Links first: the invoice pull finds the Abaha order by the KiotViet id or code (R-INV-2).
+    // Links first: the invoice pull finds the Abaha order by the KiotViet order code, or by our
+    // reference when the invoice list leaves the code out (R-INV-2, see `origins_of`).
     let link = IdLink {
         abaha_id: order.id.clone(),
         hash: None,
     };
-    let mut links = vec![(kiotviet_order_id, link.clone())];
-    if !kiotviet_order_code.is_empty() {
-        links.push((order_code_key(&kiotviet_order_code), link));
+    let mut links = vec![(pushed.kiotviet_order_id, link.clone())];
+    if !pushed.kiotviet_order_code.is_empty() {
+        links.push((order_code_key(&pushed.kiotviet_order_code), link));
+        // Order links hold no content to hash; this one keeps the KiotViet code in that slot,
+        // so an invoice found by reference still names its order code.
+        links.push((
+            reference_key(&reference(order)),
+            IdLink {
+                abaha_id: order.id.clone(),
+                hash: Some(pushed.kiotviet_order_code.clone()),
+            },
+        ));
     }
     svc.store.put_links(shop, IdKind::Order, &links).await?;
-    svc.store
-        .complete(shop, key, &serde_json::to_value(&pushed).unwrap_or(Value::Null))
-        .await?;
-    svc.store.clear_checkpoint(shop, marker_key).await?;
-    tracing::info!(shop, order = %order.id, kiotviet_order_id, code = %kiotviet_order_code, "order pushed");
-    Ok(ApiResponse::json(
+    let record = serde_json::to_value(&pushed).map_err(|e| {
+        tracing::error!(error = %e, "could not encode a push record");
+        ApiError::internal()
+    })?;
+    svc.store.complete(shop, key, &record).await?;
+    svc.store.clear_checkpoint(shop, &marker_key(order)).await?;
+    tracing::info!(shop, order = %order.id, kiotviet_order_id = pushed.kiotviet_order_id, code = %pushed.kiotviet_order_code, "order pushed");
+    Ok(pushed)
+}
+
+fn created_answer(p: &Pushed) -> ApiResponse {
+    ApiResponse::json(
         201,
         json!({
-            "kiotviet_order_id": kiotviet_order_id,
-            "kiotviet_order_code": kiotviet_order_code,
-            "expected_delivery": expected_delivery,
+            "kiotviet_order_id": p.kiotviet_order_id,
+            "kiotviet_order_code": p.kiotviet_order_code,
+            "expected_delivery": p.expected_delivery,
             "replayed": false,
         }),
-    ))
+    )
 }
 
 /// R-ORD-5 replay; R-ORD-7: an edited order is not pushed again, and the answer says why.
@@ -337,25 +430,47 @@ fn replay(stored: Value, content: &str) -> ApiResponse {
     ApiResponse::json(200, body)
 }
 
-/// R-ORD-2: a cancel after the push is not sent to KiotViet; the owner is asked to do it.
-async fn cancel(svc: &Service, conn: &Connection, order: &AbahaOrder, key: &str) -> Result<ApiResponse, ApiError> {
+/// R-ORD-2: a cancel after the push is not sent to KiotViet; the owner is asked to do it, once
+/// however often the cancel arrives.
+async fn cancel(
+    svc: &Service,
+    conn: &Connection,
+    order: &AbahaOrder,
+    key: &str,
+    content: String,
+) -> Result<ApiResponse, ApiError> {
     let shop = conn.shop_id.as_str();
     let now = svc.now();
-    // Reading through a claim: Completed means pushed. A fresh claim is released at once.
-    let pushed = match svc.store.claim(shop, key, now + ChronoDuration::seconds(5), now).await? {
+    // Reading through a claim: Completed means pushed. A fresh claim is held while an interrupted
+    // push is looked for, then released.
+    let pushed = match svc
+        .store
+        .claim(shop, key, now + ChronoDuration::seconds(CLAIM_SECS), now)
+        .await?
+    {
         Claim::Completed(v) => serde_json::from_value::<Pushed>(v).ok(),
+        Claim::InProgress { until } => return Err(in_progress(until, now)),
         Claim::Claimed => {
-            svc.store.release(shop, key).await?;
-            None
-        }
-        Claim::InProgress { until } => {
-            let secs = (until - now).num_seconds().clamp(1, CLAIM_SECS) as u64;
-            return Err(ApiError::new(
-                409,
-                "push_in_progress",
-                "This order is being pushed right now; send the cancel again in a few seconds.",
-            )
-            .with_retry_after(secs));
+            // An interrupted push may have reached KiotViet although it never completed: then the
+            // order exists there and must be cancelled by hand like any pushed order.
+            let adopted = match svc.store.get_checkpoint(shop, &marker_key(order)).await {
+                Ok(None) => Ok(None),
+                Ok(Some(_)) => match svc.kiotviet_for(conn).await {
+                    Ok(kv) => match find_interrupted(svc, conn, &kv, order).await {
+                        Ok(Some(found)) => finish(svc, shop, order, key, found, content)
+                            .await
+                            .map(Some),
+                        Ok(None) => Ok(None),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e.into()),
+                },
+                Err(e) => Err(e.into()),
+            };
+            if !matches!(adopted, Ok(Some(_))) {
+                svc.store.release(shop, key).await?;
+            }
+            adopted?
         }
     };
     let Some(p) = pushed else {
@@ -366,6 +481,25 @@ async fn cancel(svc: &Service, conn: &Connection, order: &AbahaOrder, key: &str)
         )
         .with_details(json!({"status": "cancelled"})));
     };
+
+    let cancel_key = format!("cancel#{}", order.id);
+    match svc
+        .store
+        .claim(
+            shop,
+            &cancel_key,
+            now + ChronoDuration::seconds(CLAIM_SECS),
+            now,
+        )
+        .await?
+    {
+        // Already recorded: the same answer, and no second line in the report.
+        Claim::Completed(action) => {
+            return Ok(ApiResponse::json(202, json!({"manual_action": action})));
+        }
+        Claim::InProgress { until } => return Err(in_progress(until, now)),
+        Claim::Claimed => {}
+    }
     let action = json!({
         "kind": "cancel_order_in_kiotviet",
         "kiotviet_id": p.kiotviet_order_id,
@@ -375,7 +509,20 @@ async fn cancel(svc: &Service, conn: &Connection, order: &AbahaOrder, key: &str)
             display_code(order), p.kiotviet_order_code
         ),
     });
-    record_manual_action(svc, shop, &action).await?;
+    let recorded = match record_manual_action(svc, shop, &action).await {
+        Ok(()) => svc
+            .store
+            .complete(shop, &cancel_key, &action)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
+        if let Err(release) = svc.store.release(shop, &cancel_key).await {
+            tracing::warn!(shop, order = %order.id, error = %release, "could not release a cancel claim");
+        }
+        return Err(e);
+    }
     Ok(ApiResponse::json(202, json!({"manual_action": action})))
 }
 
@@ -396,7 +543,9 @@ async fn record_manual_action(svc: &Service, shop: &str, action: &Value) -> Resu
             id
         }
     };
-    svc.store.append_manual_actions(shop, &run_id, std::slice::from_ref(action)).await?;
+    svc.store
+        .append_manual_actions(shop, &run_id, std::slice::from_ref(action))
+        .await?;
     Ok(())
 }
 
@@ -405,7 +554,75 @@ fn has_reference(order: &Value, reference: &str) -> bool {
         .pointer("/orderDelivery/deliveryCode")
         .or_else(|| order.pointer("/OrderDelivery/DeliveryCode"))
         .and_then(Value::as_str);
-    code == Some(reference)
+    code.map(str::trim) == Some(reference)
+}
+
+/// Where an invoice's order came from, when it was one of our pushes (R-INV-2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub abaha_order_id: String,
+    pub kiotviet_order_code: Option<String>,
+}
+
+/// The Abaha orders that `invoices` were made from, by invoice id; invoices of orders we never
+/// pushed are absent (they become new Abaha orders).
+///
+/// An invoice names its order by `orderCode`. The reference documents that field on the invoice
+/// detail only (reference §5.6), and one `GET /invoices/{id}` per invoice would spend the GET
+/// budget on every overlap re-read. So the list row decides, without another call: its
+/// `orderCode` when present, else our own reference in its delivery block
+/// (`invoiceDelivery.deliveryCode`, which every pushed order carries; the pull lists invoices
+/// with `includeInvoiceDelivery=true`). An invoice that shows neither is not from our push as
+/// far as we can tell, and is sent as a new order.
+pub async fn origins_of(
+    svc: &Service,
+    shop: &str,
+    invoices: &[&Invoice],
+) -> Result<HashMap<i64, Origin>, store::StoreError> {
+    let keys: Vec<(i64, i64)> = invoices
+        .iter()
+        .filter_map(|inv| {
+            let by_code = inv
+                .order_code
+                .as_deref()
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(order_code_key);
+            let by_reference = || {
+                inv.invoice_delivery
+                    .as_ref()
+                    .and_then(|d| d.get("deliveryCode").or_else(|| d.get("DeliveryCode")))
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|c| c.starts_with(REFERENCE_PREFIX))
+                    .map(reference_key)
+            };
+            by_code.or_else(by_reference).map(|key| (inv.id, key))
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let wanted: Vec<i64> = keys.iter().map(|(_, key)| *key).collect();
+    let links = svc.store.get_links(shop, IdKind::Order, &wanted).await?;
+    let by_id: HashMap<i64, &&Invoice> = invoices.iter().map(|inv| (inv.id, inv)).collect();
+    Ok(keys
+        .into_iter()
+        .filter_map(|(invoice_id, key)| {
+            let link = links.get(&key)?;
+            let listed_code = by_id
+                .get(&invoice_id)
+                .and_then(|inv| inv.order_code.clone());
+            Some((
+                invoice_id,
+                Origin {
+                    abaha_order_id: link.abaha_id.clone(),
+                    // A reference link carries the code in its hash slot (see `finish`).
+                    kiotviet_order_code: listed_code.or_else(|| link.hash.clone()),
+                },
+            ))
+        })
+        .collect())
 }
 
 /// What counts as "the same order" for R-ORD-7: lines, fees, total, delivery, note, customer.
@@ -429,13 +646,19 @@ fn validate(order: &AbahaOrder, status: OrderStatus) -> Result<(), ApiError> {
     }
     for (i, l) in order.lines.iter().enumerate() {
         if !(l.quantity.is_finite() && l.quantity > 0.0) {
-            return Err(ApiError::validation(format!("Line {i}: quantity must be more than 0.")));
+            return Err(ApiError::validation(format!(
+                "Line {i}: quantity must be more than 0."
+            )));
         }
         if !(l.price.is_finite() && l.price >= 0.0) {
-            return Err(ApiError::validation(format!("Line {i}: price must be 0 or more.")));
+            return Err(ApiError::validation(format!(
+                "Line {i}: price must be 0 or more."
+            )));
         }
         if l.product_id.trim().is_empty() {
-            return Err(ApiError::validation(format!("Line {i}: product_id is required.")));
+            return Err(ApiError::validation(format!(
+                "Line {i}: product_id is required."
+            )));
         }
     }
     Ok(())
@@ -451,6 +674,76 @@ mod tests {
         assert!(a < 0);
         assert_eq!(a, order_code_key(" DH000451 "));
         assert_ne!(a, order_code_key("DH000452"));
+        // A reference never lands on the key of an order code, even one spelled alike.
+        assert_ne!(reference_key("ABH-DH1"), order_code_key("ABH-DH1"));
+    }
+
+    fn memory_service() -> Service {
+        use std::sync::Arc;
+        Service::new(crate::ServiceParts {
+            settings: crate::Settings::default(),
+            store: Arc::new(store::MemoryStore::new()),
+            sealer: Arc::new(store::MemorySealer::new()),
+            queue: Arc::new(store::MemoryQueue::new()),
+            kv_config: kiotviet::KiotVietConfig::for_urls(
+                "http://127.0.0.1:9",
+                "http://127.0.0.1:9",
+            ),
+            abaha_token: secrecy::SecretString::from("t".to_string()),
+            admin_token: secrecy::SecretString::from("a".to_string()),
+            clock: Arc::new(mapping::time::SystemClock),
+        })
+    }
+
+    fn invoice(v: Value) -> Invoice {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[tokio::test]
+    async fn r_inv_2_an_invoice_finds_its_pushed_order_by_code_or_by_our_reference() {
+        // GIVEN Abaha order A-1 (DH1001) pushed as KiotViet order DH000031
+        let svc = memory_service();
+        let order: AbahaOrder =
+            serde_json::from_value(json!({"id": "A-1", "code": "DH1001", "status": "approved"}))
+                .unwrap();
+        let found = Found {
+            id: 9_100_031,
+            code: "DH000031".into(),
+            expected_delivery: None,
+        };
+        finish(&svc, "s", &order, "order#A-1", found, "h".into())
+            .await
+            .unwrap();
+
+        let by_code = invoice(json!({"id": 1, "orderCode": "DH000031"}));
+        let by_reference =
+            invoice(json!({"id": 2, "invoiceDelivery": {"deliveryCode": "ABH-DH1001"}}));
+        let till_delivery =
+            invoice(json!({"id": 3, "invoiceDelivery": {"deliveryCode": "GH000031"}}));
+        let walk_in = invoice(json!({"id": 4}));
+        let other_order = invoice(json!({"id": 5, "orderCode": "DH000032"}));
+        let all = [
+            &by_code,
+            &by_reference,
+            &till_delivery,
+            &walk_in,
+            &other_order,
+        ];
+
+        // WHEN the pull asks where they came from
+        let origins = origins_of(&svc, "s", &all).await.unwrap();
+
+        // THEN the code and, without it, our reference lead to A-1 with the KiotViet code
+        let a1 = Origin {
+            abaha_order_id: "A-1".into(),
+            kiotviet_order_code: Some("DH000031".into()),
+        };
+        assert_eq!(origins.get(&1), Some(&a1));
+        assert_eq!(origins.get(&2), Some(&a1));
+        // AND invoices of other orders, or of none, are not ours
+        assert_eq!(origins.len(), 2, "{origins:?}");
+        // AND another shop's links are not seen
+        assert!(origins_of(&svc, "other", &all).await.unwrap().is_empty());
     }
 
     #[test]
