@@ -83,6 +83,10 @@ pub struct SyncJob {
     /// How many continuations came before this one (a guard against endless hand-overs).
     #[serde(default)]
     pub continuation: u32,
+    /// Entities to enqueue (on their own queues) once this job's entities are done: invoices
+    /// wait for the products of the same run, whose Abaha ids their lines carry (R-INV-2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub then: Vec<Entity>,
 }
 
 impl SyncJob {
@@ -93,6 +97,7 @@ impl SyncJob {
             entities: vec![],
             full,
             continuation: 0,
+            then: vec![],
         }
     }
 
@@ -112,29 +117,64 @@ pub async fn handle_job(svc: &Service, body: &Value, deadline: Instant) -> Resul
     if crate::webhooks::is_webhook_job(body) {
         return crate::webhooks::apply(svc, body, deadline).await;
     }
-    let job: SyncJob = serde_json::from_value(body.clone())
-        .map_err(|e| JobError::BadJob(e.to_string()))?;
+    let job: SyncJob =
+        serde_json::from_value(body.clone()).map_err(|e| JobError::BadJob(e.to_string()))?;
     let span = tracing::info_span!("pull", shop = %job.shop_id, run_id = %job.run_id);
     let _enter = span.enter();
     drop(_enter);
     let Some(conn) = svc.store.get_connection(&job.shop_id).await? else {
         // Disconnected after the run was queued: nothing to do, and nothing to retry.
-        for e in &job.entities {
-            pull::end_entity(svc, &job, *e, "skipped", Some("The shop was disconnected before this part ran.")).await?;
+        for e in job.entities.iter().chain(&job.then) {
+            pull::end_entity(
+                svc,
+                &job,
+                *e,
+                "skipped",
+                Some("The shop was disconnected before this part ran."),
+            )
+            .await?;
         }
         return Ok(());
     };
-    let _ = svc.store.set_run_state(&job.shop_id, &job.run_id, "running", None).await;
+    let _ = svc
+        .store
+        .set_run_state(&job.shop_id, &job.run_id, "running", None)
+        .await;
     for (i, entity) in job.entities.iter().enumerate() {
         if !entity.is_switched_on(&conn) {
-            pull::end_entity(svc, &job, *entity, "skipped", Some("This part was switched off.")).await?;
+            pull::end_entity(
+                svc,
+                &job,
+                *entity,
+                "skipped",
+                Some("This part was switched off."),
+            )
+            .await?;
             continue;
         }
-        match pull::pull_entity(svc, &conn, &job, *entity, deadline).await? {
+        let end = match pull::pull_entity(svc, &conn, &job, *entity, deadline).await {
+            Ok(end) => end,
+            // Left on the queue: SQS delivers the job again and it resumes from the checkpoint.
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => {
+                // It would fail the same way on every delivery: end the part with a reason
+                // instead of leaving the run "running" and the shop's lease held (R-SYN-7).
+                pull::fail_entity(svc, &job, *entity, &e).await?;
+                continue;
+            }
+        };
+        match end {
             PullEnd::Done => {}
             PullEnd::HandOver { delay } => {
                 if job.continuation >= MAX_CONTINUATIONS {
-                    pull::end_entity(svc, &job, *entity, "failed", Some("The sync handed over too many times; press Sync again.")).await?;
+                    pull::end_entity(
+                        svc,
+                        &job,
+                        *entity,
+                        "failed",
+                        Some("The sync handed over too many times; press Sync again."),
+                    )
+                    .await?;
                     continue;
                 }
                 let next = SyncJob {
@@ -144,12 +184,37 @@ pub async fn handle_job(svc: &Service, body: &Value, deadline: Instant) -> Resul
                 };
                 let delay_secs = delay.map(|d| d.as_secs().min(900) as u32);
                 svc.queue
-                    .send(entity.queue(&svc.settings.queues), &next.to_value(), delay_secs)
+                    .send(
+                        entity.queue(&svc.settings.queues),
+                        &next.to_value(),
+                        delay_secs,
+                    )
                     .await?;
                 tracing::info!(shop = %job.shop_id, run_id = %job.run_id, entity = entity.as_str(), ?delay_secs, "handed over to a continuation");
                 return Ok(());
             }
         }
+    }
+    enqueue_chained(svc, &job).await
+}
+
+/// Sends the job's chained entities, one job per queue, now that its own entities are done.
+async fn enqueue_chained(svc: &Service, job: &SyncJob) -> Result<(), JobError> {
+    let mut by_queue: Vec<(&str, SyncJob)> = Vec::new();
+    for e in &job.then {
+        let queue = e.queue(&svc.settings.queues);
+        match by_queue.iter_mut().find(|(q, _)| *q == queue) {
+            Some((_, next)) => next.entities.push(*e),
+            None => {
+                let mut next = SyncJob::new(&job.shop_id, &job.run_id, job.full);
+                next.entities.push(*e);
+                by_queue.push((queue, next));
+            }
+        }
+    }
+    for (queue, next) in by_queue {
+        svc.queue.send(queue, &next.to_value(), None).await?;
+        tracing::info!(shop = %job.shop_id, run_id = %job.run_id, entities = ?next.entities, "chained job enqueued");
     }
     Ok(())
 }
@@ -193,7 +258,11 @@ pub fn local_deadline(svc: &Service) -> Instant {
 /// One SQS batch (R-SYN-7): every record runs (concurrently: they are different shops or runs),
 /// and only the ids of records that should come back are returned — a bad shop never blocks
 /// the others, and a malformed message is dropped (it would fail the same way every time).
-pub async fn handle_batch(svc: &Service, records: Vec<(String, String)>, deadline: Instant) -> Vec<String> {
+pub async fn handle_batch(
+    svc: &Service,
+    records: Vec<(String, String)>,
+    deadline: Instant,
+) -> Vec<String> {
     let work = records.into_iter().map(|(id, body)| async move {
         let value: Value = match serde_json::from_str(&body) {
             Ok(v) => v,
@@ -211,7 +280,11 @@ pub async fn handle_batch(svc: &Service, records: Vec<(String, String)>, deadlin
             }
         }
     });
-    futures::future::join_all(work).await.into_iter().flatten().collect()
+    futures::future::join_all(work)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// The Lambda context's deadline (milliseconds since the epoch) as an `Instant`.

@@ -85,7 +85,11 @@ pub fn is_final(state: &str) -> bool {
 }
 
 /// `POST /v1/shops/{shop}/sync` → 202 `{"run_id", "already_running"}`.
-pub async fn start_from_api(svc: &Service, shop: &str, body: &[u8]) -> Result<ApiResponse, ApiError> {
+pub async fn start_from_api(
+    svc: &Service,
+    shop: &str,
+    body: &[u8],
+) -> Result<ApiResponse, ApiError> {
     let req: SyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
         SyncRequest::default()
     } else {
@@ -99,7 +103,14 @@ pub async fn start_from_api(svc: &Service, shop: &str, body: &[u8]) -> Result<Ap
     let requested: Option<Vec<Entity>> = req
         .entities
         .map(|list| list.into_iter().map(Entity::from).collect());
-    let started = start(svc, &conn, requested, req.full.unwrap_or(false), Trigger::Api).await?;
+    let started = start(
+        svc,
+        &conn,
+        requested,
+        req.full.unwrap_or(false),
+        Trigger::Api,
+    )
+    .await?;
     Ok(ApiResponse::json(
         202,
         json!({"run_id": started.run_id, "already_running": started.already_running}),
@@ -149,8 +160,13 @@ pub async fn start(
 
     let now = svc.now();
     let run_id = new_run_id(now);
-    let until = now + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
-    match svc.store.acquire_lease(shop, RUN_SCOPE, &run_id, until, now).await? {
+    let until = now
+        + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
+    match svc
+        .store
+        .acquire_lease(shop, RUN_SCOPE, &run_id, until, now)
+        .await?
+    {
         LeaseAnswer::Acquired => {}
         LeaseAnswer::HeldBy { holder, .. } => {
             tracing::info!(shop, run_id = %holder, "run already active");
@@ -178,18 +194,32 @@ pub async fn start(
     svc.store.create_run(shop, &run_id, &initial).await?;
 
     // One job per pull function; the catalog job does categories before products (R-CAT-1).
+    // Invoices run after the products of the same run, so that their lines find the products'
+    // Abaha ids (R-INV-2): the catalog job enqueues them when it is done.
+    let chained = entities.contains(&Entity::Products) && entities.contains(&Entity::Invoices);
     let mut jobs: BTreeMap<&str, SyncJob> = BTreeMap::new();
     for e in &entities {
-        let queue = e.queue(&svc.settings.queues);
-        jobs.entry(queue)
-            .or_insert_with(|| SyncJob::new(shop, &run_id, full))
-            .entities
-            .push(*e);
+        let (queue, chain) = if chained && *e == Entity::Invoices {
+            (Entity::Products.queue(&svc.settings.queues), true)
+        } else {
+            (e.queue(&svc.settings.queues), false)
+        };
+        let job = jobs
+            .entry(queue)
+            .or_insert_with(|| SyncJob::new(shop, &run_id, full));
+        if chain {
+            job.then.push(*e);
+        } else {
+            job.entities.push(*e);
+        }
     }
     for (queue, job) in jobs {
         if let Err(e) = svc.queue.send(queue, &job.to_value(), None).await {
             tracing::error!(shop, run_id, error = %e, "could not enqueue pull job");
-            let _ = svc.store.set_run_state(shop, &run_id, "failed", Some(now)).await;
+            let _ = svc
+                .store
+                .set_run_state(shop, &run_id, "failed", Some(now))
+                .await;
             let _ = svc.store.release_lease(shop, RUN_SCOPE, &run_id).await;
             return Err(ApiError::unavailable(
                 "The sync could not be queued. Nothing was started; please press Sync again in a minute.",
@@ -236,7 +266,11 @@ pub async fn one(svc: &Service, shop: &str, run_id: &str) -> Result<ApiResponse,
 
 /// After an entity ended: if every entity of the run has, the run ends too, with a state that
 /// says honestly how it went, and the shop is free for the next run.
-pub async fn finish_if_done(svc: &Service, shop: &str, run_id: &str) -> Result<(), store::StoreError> {
+pub async fn finish_if_done(
+    svc: &Service,
+    shop: &str,
+    run_id: &str,
+) -> Result<(), store::StoreError> {
     let Some(report) = svc.store.get_run(shop, run_id).await? else {
         return Ok(());
     };
@@ -261,7 +295,10 @@ pub async fn finish_if_done(svc: &Service, shop: &str, run_id: &str) -> Result<(
 
 /// succeeded: every entity succeeded (or was skipped); failed: nothing succeeded; else partial.
 pub fn run_state(entity_states: &[&str]) -> &'static str {
-    let ok = entity_states.iter().filter(|s| matches!(**s, "succeeded" | "skipped")).count();
+    let ok = entity_states
+        .iter()
+        .filter(|s| matches!(**s, "succeeded" | "skipped"))
+        .count();
     let failed = entity_states.iter().filter(|s| **s == "failed").count();
     if ok == entity_states.len() {
         "succeeded"
