@@ -115,7 +115,11 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
         opts.size,
         opts.kiotviet_latency_ms,
         opts.abaha_latency_ms,
-        if opts.in_memory { "in memory" } else { "moto (DynamoDB/SQS/KMS stand-in)" }
+        if opts.in_memory {
+            "in memory"
+        } else {
+            "moto (DynamoDB/SQS/KMS stand-in)"
+        }
     );
     let sandboxes = start_sandboxes(&opts.size, abaha_token).await?;
     let http = reqwest::Client::new();
@@ -143,6 +147,8 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
         service_port: Some(0),
         name_suffix: format!("-bench{}", std::process::id()),
         in_memory: opts.in_memory,
+        // The sandbox process delivers KiotViet webhooks to this stack (change-to-Abaha latency).
+        webhooks: true,
         ..StackOptions::default()
     })
     .await
@@ -165,6 +171,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
 
     let full = timed_sync(&api, shop, true).await?;
     let incremental = timed_sync(&api, shop, false).await?;
+    let change = change_latency(&http, &sandboxes, shop, 5).await?;
     let latency = opts.kiotviet_latency_ms as f64 / 1000.0;
 
     println!();
@@ -221,6 +228,12 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
     println!(
         "KiotViet concurrency: {} in-flight GETs per shop",
         concurrency
+    );
+    println!(
+        "change-to-Abaha latency (webhook, no sync): median {} ms, max {} ms over {} renames (target < 5000)",
+        change[change.len() / 2].as_millis(),
+        change.last().map_or(0, |d| d.as_millis()),
+        change.len()
     );
     stack.stop().await;
     drop(sandboxes);
@@ -299,4 +312,91 @@ async fn timed_sync(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Change-to-Abaha latency (R-SYN-8): products renamed at the till one after the other, each timed
+/// until the Abaha sandbox holds the new name — webhook delivery, receipt, queue, pull function,
+/// upsert — with no sync run involved. Answers the samples, sorted.
+async fn change_latency(
+    http: &reqwest::Client,
+    sandboxes: &SandboxProcess,
+    shop: &str,
+    samples: usize,
+) -> Result<Vec<Duration>, String> {
+    let products_url = format!("{}/_sandbox/shops/{shop}/products", sandboxes.abaha);
+    let products = get_json(http, &products_url).await?;
+    let picked: Vec<(Value, String)> = products
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|p| p["is_topping"] != json!(true))
+                .take(samples)
+                .map(|p| {
+                    (
+                        p["kiotviet_id"].clone(),
+                        p["name"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if picked.is_empty() {
+        return Err("no product in Abaha to rename for the latency figure".into());
+    }
+    let mut took = Vec::with_capacity(picked.len());
+    for (i, (id, name)) in picked.iter().enumerate() {
+        let new_name = format!("{name} ~{i}");
+        let mut updated_seen = abaha_updates(http, &sandboxes.abaha).await?;
+        let started = Instant::now();
+        http.patch(format!("{}/_sandbox/products/{id}", sandboxes.kiotviet))
+            .json(&json!({"name": new_name}))
+            .send()
+            .await
+            .map_err(|e| format!("renaming product {id} in the KiotViet sandbox: {e}"))?;
+        // The Abaha sandbox's write count is cheap to poll; the item list is read only once it moved.
+        loop {
+            let updated = abaha_updates(http, &sandboxes.abaha).await?;
+            if updated != updated_seen {
+                updated_seen = updated;
+                let items = get_json(http, &products_url).await?;
+                let arrived = items.as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|p| p["kiotviet_id"] == *id && p["name"] == json!(new_name))
+                });
+                if arrived {
+                    took.push(started.elapsed());
+                    break;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(format!(
+                    "product {id} renamed in KiotViet did not reach Abaha within 30 s (are webhooks registered?)"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    took.sort();
+    Ok(took)
+}
+
+/// Product upserts the Abaha sandbox has counted (created + updated + unchanged).
+async fn abaha_updates(http: &reqwest::Client, abaha: &str) -> Result<u64, String> {
+    let stats = get_json(http, &format!("{abaha}/_sandbox/stats")).await?;
+    let p = &stats["by_kind"]["products"];
+    Ok(["created", "updated", "unchanged"]
+        .iter()
+        .map(|k| p[*k].as_u64().unwrap_or(0))
+        .sum())
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+    http.get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))
 }
