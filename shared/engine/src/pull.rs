@@ -317,6 +317,10 @@ struct PageDone {
     read: u64,
     /// The offset after this page.
     end: i64,
+    /// Ids the page says were deleted in KiotViet, and the links they would have (None: not
+    /// tracked). Handled in `apply`, one page after the other: every page repeats them.
+    removed: Vec<i64>,
+    removed_kind: Option<IdKind>,
 }
 
 async fn process_page(
@@ -344,11 +348,19 @@ async fn process_page(
             invoices_page(svc, conn, &page, &mut tally, &mut step, deadline).await?
         }
     }
+    let removed_kind = match entity {
+        Entity::Categories => Some(IdKind::Category),
+        Entity::Products => Some(IdKind::Product),
+        Entity::Customers => Some(IdKind::Customer),
+        Entity::Invoices => None,
+    };
     Ok(PageDone {
         tally,
         step,
         read: page.data.len() as u64,
         end,
+        removed: page.removed_ids,
+        removed_kind,
     })
 }
 
@@ -371,14 +383,18 @@ async fn apply(
     }
     t.read += done.read;
     ck.position = done.end;
-    if !done.step.manual_actions.is_empty() {
+    let mut step = done.step;
+    if let Some(kind) = done.removed_kind {
+        removed_records(svc, &job.shop_id, kind, &done.removed, t, &mut step).await?;
+    }
+    if !step.manual_actions.is_empty() {
         svc.store
-            .append_manual_actions(&job.shop_id, &job.run_id, &done.step.manual_actions)
+            .append_manual_actions(&job.shop_id, &job.run_id, &step.manual_actions)
             .await?;
     }
-    if !done.step.errors.is_empty() {
+    if !step.errors.is_empty() {
         svc.store
-            .append_errors(&job.shop_id, &job.run_id, &done.step.errors)
+            .append_errors(&job.shop_id, &job.run_id, &step.errors)
             .await?;
     }
     Ok(())
@@ -691,7 +707,6 @@ async fn categories_page(
         deadline,
     )
     .await?;
-    tally.removed_in_kiotviet += page.removed_ids.len() as u64;
     Ok(())
 }
 
@@ -721,7 +736,7 @@ async fn products_page(
         deadline,
     )
     .await?;
-    removed_products(svc, conn, &page.removed_ids, tally, step).await
+    Ok(())
 }
 
 /// Marker stored as a link's hash once a deletion has been reported, so overlapping windows do
@@ -736,18 +751,42 @@ pub(crate) async fn removed_products(
     tally: &mut Tally,
     step: &mut PageStep,
 ) -> Result<(), JobError> {
+    removed_records(svc, &conn.shop_id, IdKind::Product, removed, tally, step).await
+}
+
+/// Records deleted in KiotViet: nothing is deleted in Abaha; each record that was synced is
+/// counted once, and a product is listed for the owner to delete by hand (R-PRD-4). KiotViet
+/// repeats deletions on every page of a read and in every overlap window, so a reported link is
+/// marked and later sightings are skipped.
+async fn removed_records(
+    svc: &Service,
+    shop: &str,
+    kind: IdKind,
+    removed: &[i64],
+    tally: &mut Tally,
+    step: &mut PageStep,
+) -> Result<(), JobError> {
     if removed.is_empty() {
         return Ok(());
     }
-    let shop = conn.shop_id.as_str();
-    let links = svc.store.get_links(shop, IdKind::Product, removed).await?;
-    let mut marked = Vec::new();
+    let links = svc.store.get_links(shop, kind, removed).await?;
+    let mut marked: Vec<(i64, IdLink)> = Vec::new();
     for id in removed {
         let Some(link) = links.get(id) else { continue };
-        if link.hash.as_deref() == Some(REMOVED) {
+        if link.hash.as_deref() == Some(REMOVED) || marked.iter().any(|(m, _)| m == id) {
             continue;
         }
         tally.removed_in_kiotviet += 1;
+        if kind != IdKind::Product {
+            marked.push((
+                *id,
+                IdLink {
+                    abaha_id: link.abaha_id.clone(),
+                    hash: Some(REMOVED.into()),
+                },
+            ));
+            continue;
+        }
         step.manual_actions.push(json!({
             "kind": "delete_product_in_abaha",
             "kiotviet_id": id,
@@ -765,7 +804,7 @@ pub(crate) async fn removed_products(
             },
         ));
     }
-    svc.store.put_links(shop, IdKind::Product, &marked).await?;
+    svc.store.put_links(shop, kind, &marked).await?;
     Ok(())
 }
 
@@ -799,7 +838,6 @@ async fn customers_page(
         deadline,
     )
     .await?;
-    tally.removed_in_kiotviet += page.removed_ids.len() as u64;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use engine::Settings;
 use sandbox::Faults;
 use sandbox::abaha::{AbahaHandle, Kind};
 use sandbox::kiotviet::{
-    CategoryPatch, Counts, DataSize, KvConfig, KvHandle, NewCustomer, NewProduct,
+    CategoryPatch, Counts, DataSize, KvConfig, KvHandle, NewCategory, NewCustomer, NewProduct,
 };
 use serde_json::{Value, json};
 
@@ -143,14 +143,16 @@ fn expected_customer(c: &Value) -> Option<Value> {
     )
 }
 
-/// Asserts that Abaha's categories are exactly KiotViet's, parents stored before children.
-fn assert_categories_copied(stack: &Stack, shop: &str) {
+/// Asserts that Abaha's categories are exactly KiotViet's (plus those deleted in KiotViet since
+/// they synced: nothing is deleted in Abaha), parents stored before children.
+fn assert_categories_copied(stack: &Stack, shop: &str, deleted_in_kiotviet: &[i64]) {
     let kv = kv(stack);
     let items = abaha_items(stack, shop, Kind::Categories);
     let ids: BTreeSet<i64> = kv.category_ids().into_iter().collect();
+    let kept: BTreeSet<i64> = ids.iter().chain(deleted_in_kiotviet).copied().collect();
     assert_eq!(
         items.keys().copied().collect::<BTreeSet<_>>(),
-        ids,
+        kept,
         "exactly KiotViet's categories"
     );
     for id in &ids {
@@ -250,7 +252,7 @@ async fn r_syn_1_first_full_sync_copies_exactly_the_catalog_and_the_customers() 
 
     // THEN the run succeeded and Abaha holds exactly what KiotViet holds (R-CAT-1, R-PRD-1/2/5)
     assert_eq!(report["state"], json!("succeeded"), "{report}");
-    assert_categories_copied(&stack, SHOP);
+    assert_categories_copied(&stack, SHOP, &[]);
     assert_products_copied(&stack, SHOP);
     // AND customers keyed by phone; phoneless ones skipped and counted (R-CUS-1)
     let phoneless = assert_customers_copied(&stack, SHOP);
@@ -409,6 +411,13 @@ async fn r_prd_4_incremental_run_carries_exactly_the_changes_and_lists_a_deletio
     };
     connect(&stack, SHOP).await;
     let body = json!({"entities": CATALOG_AND_CUSTOMERS});
+    // An empty category, so that one can be deleted later (KiotViet refuses to delete a used one).
+    let spare_category = kv(&stack)
+        .add_category(NewCategory {
+            name: "Tạm thời".into(),
+            ..NewCategory::default()
+        })
+        .unwrap();
     let first = sync(&stack, SHOP, body.clone()).await;
     assert_eq!(first["state"], json!("succeeded"), "{first}");
     let kv = kv(&stack);
@@ -460,12 +469,12 @@ async fn r_prd_4_incremental_run_carries_exactly_the_changes_and_lists_a_deletio
         .iter()
         .filter_map(|id| kv.customer(*id))
         .collect();
-    let changed_customer = customers
+    let with_phone: Vec<i64> = customers
         .iter()
-        .find(|c| c.get("contactNumber").is_some())
-        .expect("a customer with a phone")["id"]
-        .as_i64()
-        .unwrap();
+        .filter(|c| c.get("contactNumber").is_some())
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    let (changed_customer, deleted_customer) = (with_phone[0], with_phone[1]);
 
     // GIVEN changes in KiotViet: one product renamed, one added, one deleted; a category moved and
     // renamed; a customer added and one changed
@@ -483,6 +492,8 @@ async fn r_prd_4_incremental_run_carries_exactly_the_changes_and_lists_a_deletio
         })
         .unwrap();
     kv.delete_product(deleted).unwrap();
+    kv.delete_category(spare_category).unwrap();
+    kv.delete_customer(deleted_customer).unwrap();
     kv.update_category(
         child_id,
         CategoryPatch {
@@ -528,7 +539,7 @@ async fn r_prd_4_incremental_run_carries_exactly_the_changes_and_lists_a_deletio
             "{name}: {second}"
         );
     }
-    assert_categories_copied(&stack, SHOP);
+    assert_categories_copied(&stack, SHOP, &[spare_category]);
     let branch = kv.central_branch_id();
     for id in [renamed, added] {
         let item = abaha(&stack)
@@ -565,18 +576,36 @@ async fn r_prd_4_incremental_run_carries_exactly_the_changes_and_lists_a_deletio
             .as_str()
             .is_some_and(|m| m.contains(deleted_abaha_id.as_str().unwrap()))
     );
-    assert_eq!(count(&second, "products", "removed_in_kiotviet"), 1);
+    // AND the deleted category and customer are counted (and stay in Abaha too)
+    for (name, kind, id) in [
+        ("products", Kind::Products, deleted),
+        ("categories", Kind::Categories, spare_category),
+        ("customers", Kind::Customers, deleted_customer),
+    ] {
+        assert_eq!(
+            count(&second, name, "removed_in_kiotviet"),
+            1,
+            "{name}: {second}"
+        );
+        assert!(
+            abaha(&stack).item(SHOP, kind, id).is_some(),
+            "{name} {id} kept in Abaha"
+        );
+    }
 
-    // AND two later runs, whose overlap window still sees the deletion, do not list it again
+    // AND two later runs, whose overlap window still sees the deletions, do not count or list
+    // them again
     for _ in 0..2 {
         let later = sync(&stack, SHOP, body.clone()).await;
         assert_eq!(later["state"], json!("succeeded"), "{later}");
         assert_eq!(later["manual_actions"], json!([]), "{later}");
-        assert_eq!(
-            count(&later, "products", "removed_in_kiotviet"),
-            0,
-            "{later}"
-        );
+        for name in CATALOG_AND_CUSTOMERS {
+            assert_eq!(
+                count(&later, name, "removed_in_kiotviet"),
+                0,
+                "{name}: {later}"
+            );
+        }
     }
     stack.stop().await;
 }
