@@ -115,7 +115,10 @@ pub async fn signature_for_shop(
         return Ok(None);
     };
     mac.update(body);
-    Ok(Some(format!("sha1={}", hex::encode(mac.finalize().into_bytes()))))
+    Ok(Some(format!(
+        "sha1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -809,6 +812,35 @@ mod tests {
             (200, Some("malformed_body"))
         );
         assert!(queue.is_empty(&svc.settings.queues.catalog));
+    }
+
+    #[tokio::test]
+    async fn r_con_6_a_part_switched_off_after_queueing_is_not_applied() {
+        // GIVEN a product change queued while products were on
+        let (svc, _queue) = service_with_shop("s1", SECRET).await;
+        let job = WebhookJob {
+            kind: JobKind::Webhook,
+            shop_id: "s1".into(),
+            delivery: "d1".into(),
+            notifications: vec![Notice {
+                action: Change::ProductUpdate,
+                ids: vec![5001],
+            }],
+        };
+        // WHEN products are switched off before the job runs
+        let mut c = svc
+            .store
+            .get_connection("s1")
+            .await
+            .expect("store")
+            .expect("connected");
+        c.sync.products = false;
+        svc.store.put_connection(&c).await.expect("saved");
+        // THEN the job ends without asking KiotViet (unreachable here) or writing to Abaha
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        apply(&svc, &job.to_value(), deadline)
+            .await
+            .expect("nothing to do");
     }
 
     #[test]

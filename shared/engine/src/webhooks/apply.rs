@@ -10,17 +10,26 @@
 //!   overwrite a newer change; the current record is always right, and an unchanged one is not
 //!   re-sent (content hash).
 //!
-//! It costs one GET per changed record from the shop's shared hourly budget (R-SYN-6). When the
-//! budget is spent the job is dropped: the scheduled pull brings the change.
+//! It costs one GET per changed record from the shop's shared hourly budget (R-SYN-6), of which
+//! webhooks may use three quarters. When that is spent the job is dropped: the scheduled pull
+//! brings the change.
+//!
+//! `GET /products/{id}` is read without `includeInventory`: the sandbox, like the retail API,
+//! answers the detail with its inventories (the branch stock). If FnB turns out to omit them,
+//! `stock` would go out as null here — then read the detail with `includeInventory=true`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use abaha::Collection;
-use kiotviet::KvError;
+use async_trait::async_trait;
+use chrono::{Duration as ChronoDuration, DurationRound};
+use kiotviet::{BudgetExhausted, Credentials, GetBudget, KiotVietClient, KvError};
 use mapping::hash::content_hash;
+use mapping::time::Clock;
 use serde_json::{Value, json};
-use store::{Connection, IdKind};
+use store::{BudgetAnswer, Connection, IdKind};
 
 use super::{Change, WebhookJob};
 use crate::error::JobError;
@@ -55,13 +64,24 @@ pub async fn apply(svc: &Service, body: &Value, deadline: Instant) -> Result<(),
     let mut products = Tally::default();
     let mut customers = Tally::default();
     let mut step = PageStep::default();
-    let kv = svc.kiotviet_for(&conn).await?.with_deadline(Some(deadline));
+    // R-CON-6: a part switched off after the delivery was queued is not applied either. KiotViet
+    // is only asked (and the client secret only opened) when there is something to read.
+    let needs_reads = (conn.sync.products && !refresh_products.is_empty())
+        || (conn.sync.customers && !refresh_customers.is_empty());
+    let kv = if needs_reads {
+        Some(client_for(svc, &conn).await?.with_deadline(Some(deadline)))
+    } else {
+        None
+    };
 
-    // R-CON-6: a part switched off after the delivery was queued is not applied either.
     if conn.sync.products {
-        let fresh = match read_all(&refresh_products, |id| kv.product(id), &mut products).await {
-            Ok(records) => records,
-            Err(e) => return left_to_schedule(&conn, &job.delivery, e),
+        let fresh = match &kv {
+            Some(kv) => match read_all(&refresh_products, |id| kv.product(id), &mut products).await
+            {
+                Ok(records) => records,
+                Err(e) => return left_to_schedule(&conn, &job.delivery, e),
+            },
+            None => Vec::new(),
         };
         let items = fresh
             .iter()
@@ -87,9 +107,14 @@ pub async fn apply(svc: &Service, body: &Value, deadline: Instant) -> Result<(),
     }
 
     if conn.sync.customers {
-        let fresh = match read_all(&refresh_customers, |id| kv.customer(id), &mut customers).await {
-            Ok(records) => records,
-            Err(e) => return left_to_schedule(&conn, &job.delivery, e),
+        let fresh = match &kv {
+            Some(kv) => {
+                match read_all(&refresh_customers, |id| kv.customer(id), &mut customers).await {
+                    Ok(records) => records,
+                    Err(e) => return left_to_schedule(&conn, &job.delivery, e),
+                }
+            }
+            None => Vec::new(),
         };
         let mut items = Vec::with_capacity(fresh.len());
         for c in &fresh {
@@ -136,10 +161,65 @@ pub async fn apply(svc: &Service, body: &Value, deadline: Instant) -> Result<(),
         customers_removed = customers.removed_in_kiotviet,
         failed = products.failed + customers.failed,
         skipped = ?products.skipped.iter().chain(customers.skipped.iter()).collect::<Vec<_>>(),
-        api_calls = kv.api_calls(),
+        api_calls = kv.as_ref().map_or(0, KiotVietClient::api_calls),
         "webhook applied"
     );
     Ok(())
+}
+
+/// Share of the shop's hourly GET budget webhook jobs may use: the rest stays for the scheduled
+/// pulls, which are the safety net and must not be starved by a busy till's stock events.
+const WEBHOOK_BUDGET_SHARE: (u32, u32) = (3, 4);
+
+/// A KiotViet client for a webhook job. It draws from the same shared hourly budget as the pulls
+/// (R-SYN-6), but takes exactly the GETs it makes — the pull's client reserves calls ahead for
+/// its pages, which a job of one or two GETs would mostly waste — and stops at
+/// [`WEBHOOK_BUDGET_SHARE`] of the allowance.
+async fn client_for(svc: &Service, conn: &Connection) -> Result<KiotVietClient, store::StoreError> {
+    let secret = svc.sealer.open(&conn.shop_id, &conn.sealed_secret).await?;
+    let (num, den) = WEBHOOK_BUDGET_SHARE;
+    let budget = Arc::new(ExactBudget {
+        store: svc.store.clone(),
+        clock: svc.clock.clone(),
+        limit: svc.settings.get_budget_per_hour.saturating_mul(num) / den,
+    });
+    Ok(KiotVietClient::new(
+        svc.http.clone(),
+        svc.kv_config.clone(),
+        Credentials {
+            retailer: conn.retailer.clone(),
+            client_id: conn.client_id.clone(),
+            client_secret: secret,
+        },
+        budget,
+    ))
+}
+
+/// The shared hourly GET budget (the same DynamoDB counter as [`crate::service::SharedBudget`]),
+/// taken call by call up to `limit`.
+struct ExactBudget {
+    store: Arc<dyn store::Store>,
+    clock: Arc<dyn Clock>,
+    limit: u32,
+}
+
+#[async_trait]
+impl GetBudget for ExactBudget {
+    async fn take(&self, retailer: &str, n: u32) -> Result<(), BudgetExhausted> {
+        let now = self.clock.now();
+        let window = now.duration_trunc(ChronoDuration::hours(1)).unwrap_or(now);
+        match self.store.take(retailer, window, n, self.limit).await {
+            Ok(BudgetAnswer::Granted { .. }) => Ok(()),
+            Ok(BudgetAnswer::Exhausted { .. }) => Err(BudgetExhausted {
+                retry_at: window + ChronoDuration::hours(1),
+            }),
+            // As for the pulls: the budget is a guard, KiotViet's own 429 still protects the shop.
+            Err(e) => {
+                tracing::warn!(error = %e, "GET budget unavailable; proceeding without it");
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Reads each record; one that is gone (deleted since) or unreadable is counted and skipped.
@@ -221,4 +301,44 @@ async fn record_manual_actions(
         .create_run(shop, &run_id, &initial)
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mapping::time::FixedClock;
+    use store::{BudgetStore, MemoryStore};
+
+    #[tokio::test]
+    async fn r_syn_6_webhook_jobs_take_exactly_their_calls_and_stop_at_their_share() {
+        // GIVEN an hourly allowance of 8 of which webhooks may use 6
+        let store = Arc::new(MemoryStore::new());
+        let now = "2026-11-29T09:30:00Z".parse().expect("a time");
+        let budget = ExactBudget {
+            store: store.clone(),
+            clock: Arc::new(FixedClock(now)),
+            limit: 8 * WEBHOOK_BUDGET_SHARE.0 / WEBHOOK_BUDGET_SHARE.1,
+        };
+        // WHEN webhook jobs take one call at a time
+        for _ in 0..6 {
+            assert!(budget.take("r", 1).await.is_ok());
+        }
+        // THEN the seventh is refused until the next hour
+        let refused = budget
+            .take("r", 1)
+            .await
+            .expect_err("past the webhook share");
+        assert_eq!(
+            refused.retry_at,
+            "2026-11-29T10:00:00Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .expect("a time")
+        );
+        // AND exactly six were counted, so the pulls still have their two
+        let window = "2026-11-29T09:00:00Z".parse().expect("a time");
+        assert!(matches!(
+            store.take("r", window, 2, 8).await.expect("memory store"),
+            BudgetAnswer::Granted { used: 8 }
+        ));
+    }
 }

@@ -191,7 +191,7 @@ mod tests {
         assert_ne!(a.expose_secret(), b.expose_secret());
         let decoded = STANDARD.decode(a.expose_secret()).expect("base64");
         assert_eq!(decoded.len(), SECRET_BYTES);
-        assert!(SECRET_BYTES >= 16);
+        const { assert!(SECRET_BYTES >= 16) };
     }
 
     #[test]
