@@ -241,7 +241,7 @@ const CATALOG_AND_CUSTOMERS: [&str; 3] = ["categories", "products", "customers"]
 // ---- first sync, second sync, incremental ------------------------------------------------------
 
 #[tokio::test]
-async fn r_syn_1_first_full_sync_copies_exactly_the_catalog_and_the_customers() {
+async fn r_syn_1_r_cat_1_r_prd_1_r_cus_1_first_sync_copies_exactly_what_kiotviet_has() {
     let Some(stack) = start(StackOptions::default()).await else {
         return;
     };
