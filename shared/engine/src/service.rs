@@ -102,16 +102,36 @@ impl Service {
 
     /// A KiotViet client for one shop's connection: opens the sealed secret, shares the GET budget
     /// of the retailer across every function (R-SYN-6).
+    /// Each GET takes exactly one call from the budget (pushes, webhooks: a few GETs each).
     pub async fn kiotviet_for(
         &self,
         conn: &Connection,
     ) -> Result<KiotVietClient, store::StoreError> {
+        self.kiotviet_reserving(conn, 1).await
+    }
+
+    /// For pulls, which make many GETs: the budget is reserved [`RESERVE`] calls at a time.
+    pub async fn kiotviet_for_pull(
+        &self,
+        conn: &Connection,
+    ) -> Result<KiotVietClient, store::StoreError> {
+        self.kiotviet_reserving(conn, RESERVE).await
+    }
+
+    async fn kiotviet_reserving(
+        &self,
+        conn: &Connection,
+        reserve: u32,
+    ) -> Result<KiotVietClient, store::StoreError> {
         let secret = self.sealer.open(&conn.shop_id, &conn.sealed_secret).await?;
-        Ok(self.kiotviet_with(Credentials {
-            retailer: conn.retailer.clone(),
-            client_id: conn.client_id.clone(),
-            client_secret: secret,
-        }))
+        Ok(self.kiotviet_with_reserve(
+            Credentials {
+                retailer: conn.retailer.clone(),
+                client_id: conn.client_id.clone(),
+                client_secret: secret,
+            },
+            reserve,
+        ))
     }
 
     /// The in-flight GET slots of one retailer in this process.
@@ -127,10 +147,15 @@ impl Service {
     }
 
     pub fn kiotviet_with(&self, creds: Credentials) -> KiotVietClient {
+        self.kiotviet_with_reserve(creds, 1)
+    }
+
+    fn kiotviet_with_reserve(&self, creds: Credentials, reserve: u32) -> KiotVietClient {
         let budget: Arc<dyn GetBudget> = Arc::new(SharedBudget {
             store: self.store.clone(),
             clock: self.clock.clone(),
             per_hour: self.settings.get_budget_per_hour,
+            reserve: reserve.max(1),
             reserved: std::sync::Mutex::new((None, 0)),
         });
         KiotVietClient::new(self.http.clone(), self.kv_config.clone(), creds, budget)
@@ -147,6 +172,8 @@ pub struct SharedBudget {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub per_hour: u32,
+    /// Calls taken from the table at once (1: exactly what is asked).
+    pub reserve: u32,
     /// (window of the reservation, calls left in it)
     pub reserved: std::sync::Mutex<(Option<DateTime<Utc>>, u32)>,
 }
@@ -167,7 +194,7 @@ impl GetBudget for SharedBudget {
             }
         }
         // Reserve a few more than asked; near the limit, only what is asked.
-        let want = n.max(RESERVE);
+        let want = n.max(self.reserve);
         let answer = match self.store.take(retailer, window, want, self.per_hour).await {
             Ok(BudgetAnswer::Exhausted { .. }) if want > n => self
                 .store
