@@ -3,6 +3,7 @@
 # nothing has to be installed by hand. Idempotent: a venv is rebuilt only when its requirements change.
 #   infra/bootstrap.sh            # stack venv (moto) + tools venv (cfn-lint, cargo-lambda)
 #   infra/bootstrap.sh stack      # only what the local stack needs
+#   infra/bootstrap.sh fuzz       # the stack venv + schemathesis (infra/fuzz.sh)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 what="${1:-all}"
@@ -22,5 +23,8 @@ venv() { # name requirements-file
 venv stack "$root/infra/python/requirements-stack.txt"
 if [ "$what" = "all" ]; then
   venv tools "$root/infra/python/requirements-tools.txt"
+fi
+if [ "$what" = "all" ] || [ "$what" = "fuzz" ]; then
+  venv fuzz "$root/infra/python/requirements-fuzz.txt"
 fi
 command -v cargo >/dev/null || { echo "bootstrap: cargo not found (the Rust toolchain is required)" >&2; exit 1; }

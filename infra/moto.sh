@@ -5,12 +5,14 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 state="$root/.local"; mkdir -p "$state"
-pidfile="$state/moto.pid"
+# MOTO_PIDFILE / MOTO_LOG let a second moto (infra/fuzz.sh) run beside the test command's.
+pidfile="${MOTO_PIDFILE:-$state/moto.pid}"
+log="${MOTO_LOG:-$state/moto.log}"
 case "${1:-}" in
   start)
     port="${2:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
     # Our launcher: moto's server with DynamoDB requests linearized (see the script's docstring).
-    "$root/.venv/stack/bin/python" "$root/infra/python/moto_server.py" -H 127.0.0.1 -p "$port" >"$state/moto.log" 2>&1 &
+    "$root/.venv/stack/bin/python" "$root/infra/python/moto_server.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
     echo $! > "$pidfile"
     for _ in $(seq 1 100); do
       if python3 - "$port" <<'PY' 2>/dev/null; then break; fi

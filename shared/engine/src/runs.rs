@@ -132,6 +132,11 @@ pub async fn start(
         .collect();
     let entities = match entities {
         None => switched_on,
+        Some(list) if list.is_empty() => {
+            return Err(ApiError::validation(
+                "entities is empty: name at least one of categories, products, customers, invoices, or leave it out to sync every switched-on part.",
+            ));
+        }
         Some(list) => {
             // R-CON-6: switched-off parts are never synced, so asking for one is a mistake to explain.
             let off: Vec<&str> = list

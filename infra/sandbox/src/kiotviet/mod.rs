@@ -450,6 +450,11 @@ impl KvHandle {
         self.shared().lock().tokens.clear();
     }
 
+    /// The access tokens issued and still live (tests check that none reaches a log line).
+    pub fn live_tokens(&self) -> Vec<String> {
+        self.shared().lock().tokens.keys().cloned().collect()
+    }
+
     /// The simulator's "now" (drives modifiedDate, token expiry, the GET window, envelopes).
     pub fn now(&self) -> DateTime<Utc> {
         self.shared().lock().clock.now()
