@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README): `make demo` and `make test`.
-.PHONY: demo test stack bootstrap lambda-build clean-local bench
+.PHONY: demo test stack bootstrap lambda-build clean-local bench bench-mapping
 
 demo: ## Run the whole flow locally against the sandboxes and print what it did
 	infra/demo.sh
@@ -23,3 +23,6 @@ bench: ## Sync benchmark: large café, 100 ms KiotViet / 30 ms Abaha latency (BE
 	infra/bootstrap.sh stack
 	cargo build --release -p local-stack -p sandbox --bins
 	target/release/local-stack bench
+
+bench-mapping: ## Mapping micro-benchmark (criterion): decode + map + content hash, records/s on one core
+	cargo bench -p mapping --bench mapping
