@@ -39,3 +39,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# About a minute: schemathesis against the local API and docs/openapi/service-api.yaml — no 5xx,
+# every answer as documented, auth enforced, forbidden input refused (README "Fuzzing the service API").
+step "schema-driven fuzzing of the service API (infra/fuzz.sh)"
+infra/fuzz.sh
