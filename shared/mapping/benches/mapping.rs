@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use mapping::catalog::product_item;
 use mapping::customers::{CustomerCore, customer_item};
 use mapping::hash::content_hash;
@@ -381,6 +381,9 @@ fn bench_page(
 
     let mut group = c.benchmark_group(entity);
     group.throughput(Throughput::Elements(page.len() as u64));
+    // Milliseconds per iteration: the same iteration count in every sample keeps 50 samples
+    // within the measurement time (linear sampling would need 1 + 2 + … + 50 iterations).
+    group.sampling_mode(SamplingMode::Flat);
     group.bench_function("decode_map_hash", |b| b.iter(|| work(black_box(&page))));
     group.bench_function("parse_decode_map_hash", |b| {
         b.iter(|| work(&parse(black_box(&body))))
