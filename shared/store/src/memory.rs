@@ -335,9 +335,11 @@ impl IdMapStore for MemoryStore {
             state
                 .links
                 .insert((shop.to_owned(), kind, *kiotviet_id), link.clone());
-            state
-                .reverse
-                .insert((shop.to_owned(), kind, link.abaha_id.clone()), *kiotviet_id);
+            if kind.has_reverse() {
+                state
+                    .reverse
+                    .insert((shop.to_owned(), kind, link.abaha_id.clone()), *kiotviet_id);
+            }
         }
         Ok(())
     }

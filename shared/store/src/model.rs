@@ -93,6 +93,16 @@ impl IdKind {
         IdKind::Invoice,
     ];
 
+    /// Whether Abaha ids of this kind are looked up back to KiotViet ids ([`kiotviet_for_abaha`]):
+    /// order lines name Abaha products, pushes name Abaha customers and orders. Categories and
+    /// invoices are only ever looked up by KiotViet id, so they get no reverse item — half the
+    /// writes of the largest pulls.
+    ///
+    /// [`kiotviet_for_abaha`]: crate::IdMapStore::kiotviet_for_abaha
+    pub fn has_reverse(self) -> bool {
+        matches!(self, IdKind::Product | IdKind::Customer | IdKind::Order)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             IdKind::Category => "category",

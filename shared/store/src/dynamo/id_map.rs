@@ -144,6 +144,9 @@ impl DynamoStore {
     }
 }
 
+/// BatchWriteItem calls one `put_links` sends at once.
+const WRITES_IN_FLIGHT: usize = 4;
+
 fn put_request(item: Item) -> Result<WriteRequest, StoreError> {
     let put = PutRequest::builder()
         .set_item(Some(item))
@@ -217,19 +220,31 @@ impl IdMapStore for DynamoStore {
             }
             push(sk, forward);
 
-            let sk = reverse_sk(kind, &link.abaha_id);
-            let mut reverse = key(shop_pk(shop), sk.as_str());
-            reverse.insert("kiotviet_id".into(), n(kiotviet_id));
-            push(sk, reverse);
+            if kind.has_reverse() {
+                let sk = reverse_sk(kind, &link.abaha_id);
+                let mut reverse = key(shop_pk(shop), sk.as_str());
+                reverse.insert("kiotviet_id".into(), n(kiotviet_id));
+                push(sk, reverse);
+            }
         }
         let writes = items
             .into_iter()
             .map(|(_, item)| put_request(item))
             .collect::<Result<Vec<_>, _>>()?;
+        // The batches are independent: send a few at once (a page of links is 4 to 8 batches).
         let mut writes = writes.into_iter().peekable();
+        let mut batches = Vec::new();
         while writes.peek().is_some() {
-            let chunk: Vec<WriteRequest> = writes.by_ref().take(WRITE_BATCH).collect();
-            self.batch_write(chunk).await?;
+            batches.push(
+                writes
+                    .by_ref()
+                    .take(WRITE_BATCH)
+                    .collect::<Vec<WriteRequest>>(),
+            );
+        }
+        for group in batches.chunks(WRITES_IN_FLIGHT) {
+            futures::future::try_join_all(group.iter().map(|b| self.batch_write(b.clone())))
+                .await?;
         }
         Ok(())
     }
