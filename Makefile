@@ -21,8 +21,8 @@ clean-local: ## Remove local state (venvs stay)
 
 bench: ## Sync benchmark: large café, 100 ms KiotViet / 30 ms Abaha latency (BENCH_STORE=memory|moto, BENCH_SIZE)
 	infra/bootstrap.sh stack
-	cargo build --release -p local-stack -p sandbox --bins
-	target/release/local-stack bench
+	cargo build --profile perf -p local-stack -p sandbox --bins
+	target/perf/local-stack bench
 
 bench-mapping: ## Mapping micro-benchmark (criterion): decode + map + content hash, records/s on one core
 	cargo bench -p mapping --bench mapping

@@ -19,7 +19,12 @@ async fn serve(svc: &engine::Service, req: Request) -> Result<Response<Body>, Er
     let headers = req
         .headers()
         .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().ok()?.to_string(),
+            ))
+        })
         .collect();
     let api_req = engine::ApiRequest {
         method: req.method().as_str().to_string(),

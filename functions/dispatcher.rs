@@ -7,9 +7,11 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 async fn main() -> Result<(), Error> {
     engine::telemetry::init_json();
     let svc = engine::Service::from_env().await.map_err(Error::from)?;
-    run(service_fn(|_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async {
-        let out = engine::fan_out(&svc).await?;
-        Ok::<_, Error>(serde_json::to_value(out)?)
-    }))
+    run(service_fn(
+        |_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async {
+            let out = engine::fan_out(&svc).await?;
+            Ok::<_, Error>(serde_json::to_value(out)?)
+        },
+    ))
     .await
 }

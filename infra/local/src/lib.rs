@@ -346,7 +346,11 @@ type Backend = (
 
 impl AwsSide {
     async fn connect(opts: &StackOptions) -> Result<AwsSide, StackError> {
-        let (endpoint, moto) = match opts.aws_endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL")) {
+        let (endpoint, moto) = match opts
+            .aws_endpoint
+            .clone()
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+        {
             Some(url) => (url, None),
             None => {
                 let m = MotoProcess::start().await?;
@@ -368,16 +372,29 @@ impl AwsSide {
 
     /// Creates (idempotently) the table, key and queues, and the adapters over them.
     async fn provision(&self, table: &str, sfx: &str) -> Result<Backend, StackError> {
-        let fail = |what: &'static str| move |e: store::StoreError| StackError::Provision { what, message: e.to_string() };
-        store::provision::ensure_table(&self.dynamo, table).await.map_err(fail("the DynamoDB table"))?;
-        let key_id = store::provision::ensure_key(&self.kms, &format!("alias/kiotviet-fnb-sync{sfx}"))
+        let fail = |what: &'static str| {
+            move |e: store::StoreError| StackError::Provision {
+                what,
+                message: e.to_string(),
+            }
+        };
+        store::provision::ensure_table(&self.dynamo, table)
             .await
-            .map_err(fail("the KMS key"))?;
+            .map_err(fail("the DynamoDB table"))?;
+        let key_id =
+            store::provision::ensure_key(&self.kms, &format!("alias/kiotviet-fnb-sync{sfx}"))
+                .await
+                .map_err(fail("the KMS key"))?;
         let mut urls = Vec::new();
         for name in ["catalog-jobs", "customer-jobs", "invoice-jobs"] {
-            let q = store::provision::ensure_queue(&self.sqs, &format!("{name}{sfx}"), &format!("{name}-dlq{sfx}"), 5)
-                .await
-                .map_err(fail("an SQS queue"))?;
+            let q = store::provision::ensure_queue(
+                &self.sqs,
+                &format!("{name}{sfx}"),
+                &format!("{name}-dlq{sfx}"),
+                5,
+            )
+            .await
+            .map_err(fail("an SQS queue"))?;
             urls.push(q.url);
         }
         let queues = engine::settings::Queues {
@@ -386,7 +403,10 @@ impl AwsSide {
             invoices: urls[2].clone(),
         };
         Ok((
-            Arc::new(store::DynamoStore::new(self.dynamo.clone(), table.to_string())),
+            Arc::new(store::DynamoStore::new(
+                self.dynamo.clone(),
+                table.to_string(),
+            )),
             Arc::new(store::KmsSealer::new(self.kms.clone(), key_id)),
             Arc::new(store::SqsQueue::new(self.sqs.clone())),
             queues,
@@ -397,7 +417,11 @@ impl AwsSide {
 /// Everything in memory: the engine's own cost without an AWS stand-in (benchmark).
 fn memory_backend(sfx: &str) -> Backend {
     let queue = store::MemoryQueue::new();
-    let url = |name: &str| queue.ensure_queue(&format!("{name}{sfx}"), &format!("{name}-dlq{sfx}"), 5).url;
+    let url = |name: &str| {
+        queue
+            .ensure_queue(&format!("{name}{sfx}"), &format!("{name}-dlq{sfx}"), 5)
+            .url
+    };
     let queues = engine::settings::Queues {
         catalog: url("catalog-jobs"),
         customers: url("customer-jobs"),
@@ -576,14 +600,24 @@ impl MotoProcess {
             Some(bin) => (PathBuf::from(bin), vec![]),
             None => (
                 workspace_root().join(".venv/stack/bin/python"),
-                vec![workspace_root().join("infra/python/moto_server.py").display().to_string()],
+                vec![
+                    workspace_root()
+                        .join("infra/python/moto_server.py")
+                        .display()
+                        .to_string(),
+                ],
             ),
         };
         let port = free_port().map_err(|source| StackError::Moto {
             path: path.display().to_string(),
             source,
         })?;
-        args.extend(["-H".to_string(), "127.0.0.1".to_string(), "-p".to_string(), port.to_string()]);
+        args.extend([
+            "-H".to_string(),
+            "127.0.0.1".to_string(),
+            "-p".to_string(),
+            port.to_string(),
+        ]);
         let log_dir = workspace_root().join(".local");
         let _ = std::fs::create_dir_all(&log_dir);
         let log = std::fs::File::create(log_dir.join("moto.log")).ok();
@@ -641,4 +675,3 @@ pub fn workspace_root() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
 }
-

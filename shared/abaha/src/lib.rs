@@ -74,11 +74,18 @@ pub enum AbahaError {
     #[error("Abaha does not know shop {shop}")]
     UnknownShop { shop: String },
     #[error("Abaha refused the whole batch ({code}): {message}")]
-    Rejected { status: u16, code: String, message: String },
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("Abaha is rate limiting us")]
     RateLimited { retry_after: Option<Duration> },
     #[error("Abaha is temporarily unavailable (status {status:?}): {message}")]
-    Transient { status: Option<u16>, message: String },
+    Transient {
+        status: Option<u16>,
+        message: String,
+    },
     #[error("stopped before the Lambda deadline; the run continues in a new invocation")]
     Deadline,
     #[error("could not reach the Abaha Sync API")]
@@ -187,7 +194,13 @@ impl AbahaClient {
                                 ),
                             });
                         }
-                        tracing::debug!(shop, collection = collection.as_str(), items = items.len(), attempt, "abaha upsert accepted");
+                        tracing::debug!(
+                            shop,
+                            collection = collection.as_str(),
+                            items = items.len(),
+                            attempt,
+                            "abaha upsert accepted"
+                        );
                         return Ok((answer.results, u64::from(attempt)));
                     }
                     let retry_after = resp
@@ -209,7 +222,13 @@ impl AbahaClient {
                 }
             };
             let time_left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            match self.cfg.retry.decide(attempt, outcome, retry_after, time_left, rand::random::<f64>()) {
+            match self.cfg.retry.decide(
+                attempt,
+                outcome,
+                retry_after,
+                time_left,
+                rand::random::<f64>(),
+            ) {
                 Decision::RetryAfter(wait) => {
                     tracing::warn!(shop, collection = collection.as_str(), attempt, wait_ms = wait.as_millis() as u64, error = %error, "abaha upsert retried");
                     tokio::time::sleep(wait).await;
@@ -289,8 +308,14 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(classify(401, "", "s1", None), AbahaError::Unauthorized));
-        assert!(matches!(classify(404, "", "s1", None), AbahaError::UnknownShop { .. }));
+        assert!(matches!(
+            classify(401, "", "s1", None),
+            AbahaError::Unauthorized
+        ));
+        assert!(matches!(
+            classify(404, "", "s1", None),
+            AbahaError::UnknownShop { .. }
+        ));
         assert!(classify(503, "down", "s1", None).is_retryable());
         assert!(classify(429, "", "s1", Some(Duration::from_secs(2))).is_retryable());
         assert!(!classify(422, "{}", "s1", None).is_retryable());

@@ -27,14 +27,21 @@ pub async fn put(svc: &Service, shop: &str, req: &ApiRequest) -> Result<ApiRespo
     let secret = match (&plan.new_secret, &existing) {
         (Some(s), _) => SecretString::from(s.clone()),
         (None, Some(conn)) => svc.sealer.open(shop, &conn.sealed_secret).await?,
-        (None, None) => return Err(ApiError::validation("client_secret is required when a shop is first connected.")),
+        (None, None) => {
+            return Err(ApiError::validation(
+                "client_secret is required when a shop is first connected.",
+            ));
+        }
     };
     let kv = svc.kiotviet_with(Credentials {
         retailer: plan.retailer.clone(),
         client_id: plan.client_id.clone(),
         client_secret: secret.clone(),
     });
-    let branches = kv.check_connection().await.map_err(|e| check_error(e, &plan.retailer))?;
+    let branches = kv
+        .check_connection()
+        .await
+        .map_err(|e| check_error(e, &plan.retailer))?;
     let branch_list: Vec<Value> = branches
         .iter()
         .map(|b| json!({"id": b.id, "name": b.branch_name.clone().unwrap_or_default()}))
@@ -153,7 +160,11 @@ fn plan(body: &ConnectionBody, existing: Option<&Connection>) -> Result<Plan, Ap
                 ),
             ));
         }
-        None => return Err(ApiError::validation("account_type is required; use \"fnb\" (\"Cửa hàng ăn uống\").")),
+        None => {
+            return Err(ApiError::validation(
+                "account_type is required; use \"fnb\" (\"Cửa hàng ăn uống\").",
+            ));
+        }
     }
     // R-CON-2: KiotViet does not report whether a product is still in business, so letting the
     // app's product status follow the POS would show products wrongly.
@@ -167,28 +178,52 @@ fn plan(body: &ConnectionBody, existing: Option<&Connection>) -> Result<Plan, Ap
     let text = |v: &Option<String>, old: Option<&str>, name: &str| -> Result<String, ApiError> {
         match v.as_deref().map(str::trim) {
             Some("") => Err(ApiError::validation(format!("{name} must not be empty."))),
-            Some(s) if s.len() > 200 => Err(ApiError::validation(format!("{name} is too long (200 characters at most)."))),
+            Some(s) if s.len() > 200 => Err(ApiError::validation(format!(
+                "{name} is too long (200 characters at most)."
+            ))),
             Some(s) => Ok(s.to_string()),
             None => old
                 .map(str::to_string)
                 .ok_or_else(|| ApiError::validation(format!("{name} is required."))),
         }
     };
-    let retailer = text(&body.retailer, existing.map(|c| c.retailer.as_str()), "retailer")?;
-    let client_id = text(&body.client_id, existing.map(|c| c.client_id.as_str()), "client_id")?;
+    let retailer = text(
+        &body.retailer,
+        existing.map(|c| c.retailer.as_str()),
+        "retailer",
+    )?;
+    let client_id = text(
+        &body.client_id,
+        existing.map(|c| c.client_id.as_str()),
+        "client_id",
+    )?;
     let new_secret = match body.client_secret.as_deref() {
-        Some(s) if s.trim().is_empty() => return Err(ApiError::validation("client_secret must not be empty; omit it to keep the stored one.")),
+        Some(s) if s.trim().is_empty() => {
+            return Err(ApiError::validation(
+                "client_secret must not be empty; omit it to keep the stored one.",
+            ));
+        }
         Some(s) if s.len() > 500 => return Err(ApiError::validation("client_secret is too long.")),
         Some(s) => Some(s.trim().to_string()),
         None if existing.is_none() => {
-            return Err(ApiError::validation("client_secret (\"Mã bảo mật\") is required when a shop is first connected."));
+            return Err(ApiError::validation(
+                "client_secret (\"Mã bảo mật\") is required when a shop is first connected.",
+            ));
         }
         None => None,
     };
     let branch_id = match body.branch_id.or(existing.map(|c| c.branch_id)) {
         Some(b) if b > 0 => b,
-        Some(_) => return Err(ApiError::validation("branch_id must be a positive KiotViet branch id.")),
-        None => return Err(ApiError::validation("branch_id (the central branch) is required.")),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "branch_id must be a positive KiotViet branch id.",
+            ));
+        }
+        None => {
+            return Err(ApiError::validation(
+                "branch_id (the central branch) is required.",
+            ));
+        }
     };
     let sync = match &body.sync {
         Some(s) => Switches {
@@ -293,7 +328,10 @@ mod tests {
     fn r_con_1_account_type_must_be_fnb() {
         let mut b = full();
         b["account_type"] = json!("retail");
-        assert_eq!(plan(&body(b), None).unwrap_err().code, "unsupported_account_type");
+        assert_eq!(
+            plan(&body(b), None).unwrap_err().code,
+            "unsupported_account_type"
+        );
     }
 
     #[test]

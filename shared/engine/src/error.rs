@@ -49,7 +49,9 @@ impl ApiError {
         ApiError::new(
             404,
             "unknown_shop",
-            format!("Shop {shop} has no KiotViet FnB connection. Connect it first (PUT /v1/shops/{shop}/connection)."),
+            format!(
+                "Shop {shop} has no KiotViet FnB connection. Connect it first (PUT /v1/shops/{shop}/connection)."
+            ),
         )
     }
 
@@ -90,7 +92,9 @@ impl From<store::StoreError> for ApiError {
     fn from(e: store::StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
         if e.is_retryable() {
-            ApiError::unavailable("Our storage is busy. Nothing was half-done; please try again in a few seconds.")
+            ApiError::unavailable(
+                "Our storage is busy. Nothing was half-done; please try again in a few seconds.",
+            )
         } else {
             ApiError::internal()
         }

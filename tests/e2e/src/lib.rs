@@ -15,7 +15,10 @@ pub mod contract;
 
 /// The moto endpoint for this test run, or None (the caller returns early) when absent.
 pub fn moto() -> Option<String> {
-    match std::env::var("MOTO_ENDPOINT").ok().filter(|v| !v.is_empty()) {
+    match std::env::var("MOTO_ENDPOINT")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
         Some(url) => Some(url),
         None => {
             assert!(
@@ -119,11 +122,16 @@ impl Api {
                 panic!("the service API drifted from docs/openapi/service-api.yaml: {e}");
             }
         }
-        Answer { status, body, headers }
+        Answer {
+            status,
+            body,
+            headers,
+        }
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
-        self.raw(method, path, body.map(|b| b.to_string().into_bytes())).await
+        self.raw(method, path, body.map(|b| b.to_string().into_bytes()))
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -152,10 +160,16 @@ pub fn connection_body(stack: &Stack) -> Value {
 /// Connects `shop` to the sandbox; answers the shop token.
 pub async fn connect(stack: &Stack, shop: &str) -> String {
     let a = Api::admin(stack)
-        .put(&format!("/v1/shops/{shop}/connection"), connection_body(stack))
+        .put(
+            &format!("/v1/shops/{shop}/connection"),
+            connection_body(stack),
+        )
         .await;
     assert_eq!(a.status, 200, "connect: {}", a.body);
-    a.body["shop_token"].as_str().expect("shop token on first connect").to_string()
+    a.body["shop_token"]
+        .as_str()
+        .expect("shop token on first connect")
+        .to_string()
 }
 
 /// Presses Sync and waits for the run to end; answers the final report.
@@ -180,10 +194,17 @@ pub async fn wait_run(stack: &Stack, shop: &str, run_id: &str) -> Value {
     loop {
         let a = api.get(&format!("/v1/shops/{shop}/sync/{run_id}")).await;
         assert_eq!(a.status, 200, "run report: {}", a.body);
-        if matches!(a.body["state"].as_str(), Some("succeeded" | "partial" | "failed")) {
+        if matches!(
+            a.body["state"].as_str(),
+            Some("succeeded" | "partial" | "failed")
+        ) {
             return a.body;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "run did not end: {}", a.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "run did not end: {}",
+            a.body
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
