@@ -28,6 +28,9 @@ pub struct Service {
     /// Per retailer: how many KiotViet GETs may be in flight in this process (R-SYN-6 courtesy,
     /// and the concurrency the benchmark measures against).
     slots: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+    /// KiotViet product id → Abaha product id, per shop: every invoice line needs one, a café
+    /// sells the same few hundred products all day, and the link of a product never changes.
+    product_ids: Arc<std::sync::Mutex<std::collections::HashMap<(String, i64), String>>>,
 }
 
 /// The parts a [`Service`] is assembled from (tests and the local stack pass fakes or local servers).
@@ -66,6 +69,7 @@ impl Service {
             clock: parts.clock,
             admin_token_hash,
             slots: Arc::default(),
+            product_ids: Arc::default(),
         }
     }
 
@@ -134,6 +138,51 @@ impl Service {
         ))
     }
 
+    /// The Abaha ids of KiotViet products, from this container's cache or the ID map (R-INV-2).
+    /// Only found links are cached: a product not synced yet is asked again next time.
+    pub async fn product_links(
+        &self,
+        shop: &str,
+        kiotviet_ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, store::IdLink>, store::StoreError> {
+        let mut found = std::collections::HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = self.product_ids.lock().unwrap_or_else(|e| e.into_inner());
+            for id in kiotviet_ids {
+                match cache.get(&(shop.to_string(), *id)) {
+                    Some(abaha_id) => {
+                        found.insert(
+                            *id,
+                            store::IdLink {
+                                abaha_id: abaha_id.clone(),
+                                hash: None,
+                            },
+                        );
+                    }
+                    None => missing.push(*id),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let fetched = self
+            .store
+            .get_links(shop, store::IdKind::Product, &missing)
+            .await?;
+        let mut cache = self.product_ids.lock().unwrap_or_else(|e| e.into_inner());
+        // A long-lived container serving thousands of shops must not grow without bound.
+        if cache.len() > PRODUCT_CACHE_MAX {
+            cache.clear();
+        }
+        for (id, link) in fetched {
+            cache.insert((shop.to_string(), id), link.abaha_id.clone());
+            found.insert(id, link);
+        }
+        Ok(found)
+    }
+
     /// The in-flight GET slots of one retailer in this process.
     pub fn kiotviet_slots(&self, retailer: &str) -> Arc<tokio::sync::Semaphore> {
         let mut map = self.slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -177,6 +226,9 @@ pub struct SharedBudget {
     /// (window of the reservation, calls left in it)
     pub reserved: std::sync::Mutex<(Option<DateTime<Utc>>, u32)>,
 }
+
+/// Most product links one container keeps (about 10 MB).
+const PRODUCT_CACHE_MAX: usize = 100_000;
 
 /// GETs reserved from the shared budget at once.
 pub const RESERVE: u32 = 10;
