@@ -485,6 +485,12 @@ impl KiotVietClient {
                 }
             };
             let outcome = failure.outcome();
+            // One renewal per expiry: a 401 right after a renewal means the new token is refused
+            // too, but any other answer in between (a 5xx, a 429) ends that episode, so a token
+            // that expires again during the retries is renewed again (bounded by the attempts).
+            if !matches!(outcome, Outcome::Status(401)) {
+                renewed = false;
+            }
             let may_retry = match call.kind {
                 Kind::Read | Kind::Idempotent => true,
                 Kind::Create => matches!(outcome, Outcome::Connect | Outcome::Status(429)),

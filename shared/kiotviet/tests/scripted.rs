@@ -231,6 +231,24 @@ async fn api_401_that_survives_a_renewal_is_unauthorized() {
 }
 
 #[tokio::test]
+async fn r_syn_6_a_token_that_expires_again_during_the_retries_is_renewed_again() {
+    // GIVEN a token that expires, then a 503, then the renewed token expiring too (KiotViet may
+    // revoke tokens; the fault suite expires them every few requests)
+    let server = Scripted::start(|seen, n| match (seen.path(), n) {
+        ("/connect/token", _) => Reply::token(),
+        (_, 0 | 2) => Reply::json(401, json!({})),
+        (_, 1) => Reply::json(503, json!({})),
+        _ => page(1, 1..=1),
+    });
+    // WHEN branches are read
+    let branches = client(&server).branches().await.expect("read");
+    // THEN each expiry was renewed once, and the read went through
+    assert_eq!(branches.len(), 1);
+    assert_eq!(server.count("POST", "/connect/token"), 3);
+    assert_eq!(server.count("GET", "/branches"), 4);
+}
+
+#[tokio::test]
 async fn a_page_that_repeats_the_previous_one_stops_the_read() {
     // GIVEN a server that ignores currentItem
     let server = Scripted::start(|seen, _| {
