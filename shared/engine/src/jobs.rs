@@ -136,11 +136,23 @@ pub async fn handle_job(svc: &Service, body: &Value, deadline: Instant) -> Resul
         }
         return Ok(());
     };
-    let _ = svc
-        .store
-        .set_run_state(&job.shop_id, &job.run_id, "running", None)
-        .await;
+    // A job delivered again (after a failure, or an acknowledgement that never arrived) leaves
+    // alone the parts this run already ended: pulling them again would reset their counts and
+    // reopen a finished run.
+    let ended = ended_entities(svc, &job).await?;
+    if job.entities.iter().any(|e| !ended.contains(e)) {
+        let _ = svc
+            .store
+            .set_run_state(&job.shop_id, &job.run_id, "running", None)
+            .await;
+    }
     for (i, entity) in job.entities.iter().enumerate() {
+        if ended.contains(entity) {
+            svc.store
+                .release_lease(&job.shop_id, entity.as_str(), &job.run_id)
+                .await?;
+            continue;
+        }
         if !entity.is_switched_on(&conn) {
             pull::end_entity(
                 svc,
@@ -196,6 +208,19 @@ pub async fn handle_job(svc: &Service, body: &Value, deadline: Instant) -> Resul
         }
     }
     enqueue_chained(svc, &job).await
+}
+
+/// The job's entities whose part of the run already reached a final state.
+async fn ended_entities(svc: &Service, job: &SyncJob) -> Result<Vec<Entity>, store::StoreError> {
+    let report = svc.store.get_run(&job.shop_id, &job.run_id).await?;
+    let state = |e: &Entity| {
+        report
+            .as_ref()
+            .and_then(|r| r.pointer(&format!("/entities/{}/state", e.as_str())))
+            .and_then(Value::as_str)
+            .is_some_and(runs::is_final)
+    };
+    Ok(job.entities.iter().copied().filter(state).collect())
 }
 
 /// Sends the job's chained entities, one job per queue, now that its own entities are done.

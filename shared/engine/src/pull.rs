@@ -46,6 +46,13 @@ struct Checkpoint {
     from: Option<DateTime<Utc>>,
     /// The next `currentItem`.
     position: i64,
+    /// The list's total as of the page that ended at `position`: a resumed pull compares it with
+    /// the total it reads next, so records deleted while it waited still make it step back.
+    #[serde(default)]
+    total: Option<i64>,
+    /// Deliveries in a row that failed transiently without reading anything new.
+    #[serde(default)]
+    failed_tries: u32,
     tally: Tally,
 }
 
@@ -145,7 +152,10 @@ pub async fn pull_entity(
     ck.tally.waiting_until = None;
     report(svc, job, entity, &ck.tally).await?;
 
-    let kv = svc.kiotviet_for(conn).await?.with_deadline(Some(deadline));
+    let kv = svc
+        .kiotviet_for_pull(conn)
+        .await?
+        .with_deadline(Some(deadline));
     let request = list_request(entity, ck.from);
     // The tally may carry calls of earlier invocations of this run; add only this client's.
     let (calls_base, tally_calls_base) = (kv.api_calls(), ck.tally.api_calls);
@@ -157,10 +167,12 @@ pub async fn pull_entity(
         svc.settings.kiotviet_concurrency,
         svc.kiotviet_slots(&conn.retailer),
     );
+    let read_at_start = ck.tally.read;
     let outcome: Result<(), JobError> = async {
         let mut processing: VecDeque<JoinHandle<Result<PageDone, JobError>>> = VecDeque::new();
         let mut read_pos = ck.position;
         let first_pos = ck.position;
+        let mut known_total: Option<i64> = ck.total;
         let mut reading_done = false;
         let mut handing_over = false;
         let mut last_save = Instant::now();
@@ -186,7 +198,24 @@ pub async fn pull_entity(
                     }
                 };
                 let read = page.data.len() as i64;
+                let page_start = read_pos;
                 read_pos += read;
+                // Offset paging shifts when records are deleted while we read: this page then
+                // starts `d` records later in the old list, and those `d` records now sit just
+                // before it. Step back over them (re-reading is harmless: upserts are keyed).
+                if let (Some(seen), Some(now)) = (known_total, page.total) {
+                    let d = seen - now;
+                    if d > 0 {
+                        tracing::info!(
+                            shop,
+                            entity = name,
+                            deleted = d,
+                            "list shrank while reading; stepping back"
+                        );
+                        read_pos = (page_start - d).max(0).min(read_pos);
+                    }
+                }
+                known_total = page.total.or(known_total);
                 if read == 0 || read_pos >= page.total.unwrap_or(0) {
                     reading_done = true;
                 }
@@ -250,15 +279,26 @@ pub async fn pull_entity(
         }
         Err(e) => e,
     };
-    svc.store
-        .put_checkpoint(shop, name, &checkpoint_value(&ck))
-        .await?;
     let hand_over = matches!(
         e,
         JobError::KiotViet(KvError::Deadline | KvError::BudgetExhausted { .. })
             | JobError::Abaha(AbahaError::Deadline)
     );
-    if !hand_over && e.is_retryable() {
+    let retry_later = !hand_over && e.is_retryable();
+    if retry_later {
+        // After a few failed deliveries SQS moves the job to its dead-letter queue, and the run
+        // would read "running" for ever: a pull that keeps failing without reading anything new
+        // is given up before that, and says so (R-SYN-5).
+        ck.failed_tries = if ck.tally.read > read_at_start {
+            1
+        } else {
+            ck.failed_tries + 1
+        };
+    }
+    svc.store
+        .put_checkpoint(shop, name, &checkpoint_value(&ck))
+        .await?;
+    if retry_later && ck.failed_tries < MAX_FAILED_TRIES {
         // Left on the queue: SQS delivers the job again and it resumes from the checkpoint.
         ck.tally.message = Some(format!("Retrying after a temporary problem: {e}"));
         report(svc, job, entity, &ck.tally).await?;
@@ -285,7 +325,13 @@ pub async fn pull_entity(
             Ok(PullEnd::HandOver { delay: Some(wait) })
         }
         _ => {
-            let msg = failure_message(&e);
+            let mut msg = failure_message(&e);
+            if retry_later {
+                msg = format!(
+                    "{msg} It failed {} times in a row; press Sync to try again later.",
+                    ck.failed_tries
+                );
+            }
             tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull failed");
             ck.tally.state = "failed".into();
             ck.tally.message = Some(msg.clone());
@@ -305,6 +351,10 @@ pub async fn pull_entity(
     }
 }
 
+/// Failed deliveries in a row after which a pull is given up: one fewer than the receives after
+/// which the queues move a job to their dead-letter queue (`maxReceiveCount` 5, template.yaml).
+const MAX_FAILED_TRIES: u32 = 4;
+
 /// Pages processed at once per pull.
 const PROCESSING_DEPTH: usize = 3;
 /// How often a running pull saves its checkpoint and progress.
@@ -317,6 +367,8 @@ struct PageDone {
     read: u64,
     /// The offset after this page.
     end: i64,
+    /// The list's total when this page was read.
+    total: Option<i64>,
     /// Ids the page says were deleted in KiotViet, and the links they would have (None: not
     /// tracked). Handled in `apply`, one page after the other: every page repeats them.
     removed: Vec<i64>,
@@ -359,6 +411,7 @@ async fn process_page(
         step,
         read: page.data.len() as u64,
         end,
+        total: page.total,
         removed: page.removed_ids,
         removed_kind,
     })
@@ -383,6 +436,7 @@ async fn apply(
     }
     t.read += done.read;
     ck.position = done.end;
+    ck.total = done.total.or(ck.total);
     let mut step = done.step;
     if let Some(kind) = done.removed_kind {
         removed_records(svc, &job.shop_id, kind, &done.removed, t, &mut step).await?;
@@ -416,6 +470,7 @@ async fn drain(
                 ck.tally.updated += done.tally.updated;
                 ck.tally.unchanged += done.tally.unchanged;
                 ck.position = done.end;
+                ck.total = done.total.or(ck.total);
             }
             _ => in_order = false,
         }
@@ -496,6 +551,8 @@ async fn fresh_checkpoint(
         started_at: now,
         from,
         position: 0,
+        total: None,
+        failed_tries: 0,
         tally: Tally::queued(),
     })
 }
@@ -904,9 +961,7 @@ async fn invoices_page(
     let products = if product_ids.is_empty() {
         HashMap::new()
     } else {
-        svc.store
-            .get_links(shop, IdKind::Product, &product_ids)
-            .await?
+        svc.product_links(shop, &product_ids).await?
     };
     let origins = crate::push::orders::origins_of(svc, shop, &completed).await?;
     let items = completed
@@ -918,7 +973,9 @@ async fn invoices_page(
                 origin.map(|o| o.abaha_order_id.clone()),
                 origin.and_then(|o| o.kiotviet_order_code.clone()),
                 |pid| products.get(&pid).map(|l| l.abaha_id.clone()),
-                None,
+                // Abaha matches the buyer by KiotViet id (customers are pulled with theirs);
+                // an invoice carries no phone, and a look-up per invoice is not worth a GET.
+                mapping::invoices::order_customer(inv, None),
             );
             (inv.id, item)
         })
