@@ -23,6 +23,11 @@ step "template.yaml validation (cfn-lint)"
 step "OpenAPI documents (openapi-spec-validator)"
 .venv/stack/bin/openapi-spec-validator docs/openapi/service-api.yaml docs/openapi/abaha-sync-api.yaml
 
+# About a minute: schemathesis against the local API and docs/openapi/service-api.yaml — no 5xx,
+# every answer as documented, auth enforced, forbidden input refused (README "Fuzzing the service API").
+step "schema-driven fuzzing of the service API (infra/fuzz.sh)"
+infra/fuzz.sh
+
 step "start moto (DynamoDB/SQS/KMS stand-in) on loopback"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=ap-southeast-1 \
        AWS_DEFAULT_REGION=ap-southeast-1 AWS_EC2_METADATA_DISABLED=true
@@ -33,14 +38,10 @@ echo "moto at $MOTO_ENDPOINT"
 # Tests that need it fail loudly without it (REQUIRE_MOTO), instead of skipping silently.
 export REQUIRE_MOTO=1
 
+# Last, so that the test runner's own summary closes the output.
 step "unit + end-to-end tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
 fi
-
-# About a minute: schemathesis against the local API and docs/openapi/service-api.yaml — no 5xx,
-# every answer as documented, auth enforced, forbidden input refused (README "Fuzzing the service API").
-step "schema-driven fuzzing of the service API (infra/fuzz.sh)"
-infra/fuzz.sh
