@@ -100,6 +100,21 @@ impl Service {
         }))
     }
 
+    /// A service on the in-memory fakes, for unit tests (KiotViet and Abaha unreachable).
+    #[cfg(test)]
+    pub(crate) fn in_memory(settings: Settings, queue: store::MemoryQueue) -> Self {
+        Service::new(ServiceParts {
+            settings,
+            store: Arc::new(store::MemoryStore::new()),
+            sealer: Arc::new(store::MemorySealer::new()),
+            queue: Arc::new(queue),
+            kv_config: KiotVietConfig::for_urls("http://127.0.0.1:9", "http://127.0.0.1:9"),
+            abaha_token: SecretString::from("t".to_string()),
+            admin_token: SecretString::from("a".to_string()),
+            clock: Arc::new(SystemClock),
+        })
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -201,11 +216,12 @@ impl Service {
 
     fn kiotviet_with_reserve(&self, creds: Credentials, reserve: u32) -> KiotVietClient {
         let budget: Arc<dyn GetBudget> = Arc::new(SharedBudget {
-            store: self.store.clone(),
-            clock: self.clock.clone(),
-            per_hour: self.settings.get_budget_per_hour,
             reserve: reserve.max(1),
-            reserved: std::sync::Mutex::new((None, 0)),
+            ..SharedBudget::exact(
+                self.store.clone(),
+                self.clock.clone(),
+                self.settings.get_budget_per_hour,
+            )
         });
         KiotVietClient::new(self.http.clone(), self.kv_config.clone(), creds, budget)
     }
@@ -225,6 +241,19 @@ pub struct SharedBudget {
     pub reserve: u32,
     /// (window of the reservation, calls left in it)
     pub reserved: std::sync::Mutex<(Option<DateTime<Utc>>, u32)>,
+}
+
+impl SharedBudget {
+    /// A budget that takes exactly the calls asked for, up to `per_hour`.
+    pub fn exact(store: Arc<dyn Store>, clock: Arc<dyn Clock>, per_hour: u32) -> Self {
+        SharedBudget {
+            store,
+            clock,
+            per_hour,
+            reserve: 1,
+            reserved: std::sync::Mutex::new((None, 0)),
+        }
+    }
 }
 
 /// Most product links one container keeps (about 10 MB).

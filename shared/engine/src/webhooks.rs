@@ -672,7 +672,6 @@ mod tests {
 
     /// A service on the in-memory fakes, with `shop` connected and its webhook secret sealed.
     async fn service_with_shop(shop: &str, secret: &str) -> (Service, store::MemoryQueue) {
-        use std::sync::Arc;
         let queue = store::MemoryQueue::new();
         let mut settings = crate::Settings::default();
         settings.queues = crate::settings::Queues {
@@ -680,19 +679,7 @@ mod tests {
             customers: queue.ensure_queue("customers", "customers-dlq", 5).url,
             invoices: queue.ensure_queue("invoices", "invoices-dlq", 5).url,
         };
-        let svc = Service::new(crate::ServiceParts {
-            settings,
-            store: Arc::new(store::MemoryStore::new()),
-            sealer: Arc::new(store::MemorySealer::new()),
-            queue: Arc::new(queue.clone()),
-            kv_config: kiotviet::KiotVietConfig::for_urls(
-                "http://127.0.0.1:9",
-                "http://127.0.0.1:9",
-            ),
-            abaha_token: secrecy::SecretString::from("t".to_string()),
-            admin_token: secrecy::SecretString::from("a".to_string()),
-            clock: Arc::new(mapping::time::SystemClock),
-        });
+        let svc = Service::in_memory(settings, queue.clone());
         let sealed = svc
             .sealer
             .seal(shop, &secrecy::SecretString::from(secret.to_string()))

@@ -679,20 +679,7 @@ mod tests {
     }
 
     fn memory_service() -> Service {
-        use std::sync::Arc;
-        Service::new(crate::ServiceParts {
-            settings: crate::Settings::default(),
-            store: Arc::new(store::MemoryStore::new()),
-            sealer: Arc::new(store::MemorySealer::new()),
-            queue: Arc::new(store::MemoryQueue::new()),
-            kv_config: kiotviet::KiotVietConfig::for_urls(
-                "http://127.0.0.1:9",
-                "http://127.0.0.1:9",
-            ),
-            abaha_token: secrecy::SecretString::from("t".to_string()),
-            admin_token: secrecy::SecretString::from("a".to_string()),
-            clock: Arc::new(mapping::time::SystemClock),
-        })
+        Service::in_memory(crate::Settings::default(), store::MemoryQueue::new())
     }
 
     fn invoice(v: Value) -> Invoice {

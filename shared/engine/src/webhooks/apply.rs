@@ -23,13 +23,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use abaha::Collection;
-use async_trait::async_trait;
-use chrono::{Duration as ChronoDuration, DurationRound};
-use kiotviet::{BudgetExhausted, Credentials, GetBudget, KiotVietClient, KvError};
+use kiotviet::{Credentials, KiotVietClient, KvError};
 use mapping::hash::content_hash;
-use mapping::time::Clock;
 use serde_json::{Value, json};
-use store::{BudgetAnswer, Connection, IdKind};
+use store::{Connection, IdKind};
 
 use super::{Change, WebhookJob};
 use crate::error::JobError;
@@ -178,11 +175,12 @@ const WEBHOOK_BUDGET_SHARE: (u32, u32) = (3, 4);
 async fn client_for(svc: &Service, conn: &Connection) -> Result<KiotVietClient, store::StoreError> {
     let secret = svc.sealer.open(&conn.shop_id, &conn.sealed_secret).await?;
     let (num, den) = WEBHOOK_BUDGET_SHARE;
-    let budget = Arc::new(ExactBudget {
-        store: svc.store.clone(),
-        clock: svc.clock.clone(),
-        limit: svc.settings.get_budget_per_hour.saturating_mul(num) / den,
-    });
+    // The same DynamoDB counter as the pulls', taken call by call, up to a share of the hour.
+    let budget = Arc::new(crate::service::SharedBudget::exact(
+        svc.store.clone(),
+        svc.clock.clone(),
+        svc.settings.get_budget_per_hour.saturating_mul(num) / den,
+    ));
     Ok(KiotVietClient::new(
         svc.http.clone(),
         svc.kv_config.clone(),
@@ -193,33 +191,6 @@ async fn client_for(svc: &Service, conn: &Connection) -> Result<KiotVietClient, 
         },
         budget,
     ))
-}
-
-/// The shared hourly GET budget (the same DynamoDB counter as [`crate::service::SharedBudget`]),
-/// taken call by call up to `limit`.
-struct ExactBudget {
-    store: Arc<dyn store::Store>,
-    clock: Arc<dyn Clock>,
-    limit: u32,
-}
-
-#[async_trait]
-impl GetBudget for ExactBudget {
-    async fn take(&self, retailer: &str, n: u32) -> Result<(), BudgetExhausted> {
-        let now = self.clock.now();
-        let window = now.duration_trunc(ChronoDuration::hours(1)).unwrap_or(now);
-        match self.store.take(retailer, window, n, self.limit).await {
-            Ok(BudgetAnswer::Granted { .. }) => Ok(()),
-            Ok(BudgetAnswer::Exhausted { .. }) => Err(BudgetExhausted {
-                retry_at: window + ChronoDuration::hours(1),
-            }),
-            // As for the pulls: the budget is a guard, KiotViet's own 429 still protects the shop.
-            Err(e) => {
-                tracing::warn!(error = %e, "GET budget unavailable; proceeding without it");
-                Ok(())
-            }
-        }
-    }
 }
 
 /// Reads each record; one that is gone (deleted since) or unreadable is counted and skipped.
@@ -306,19 +277,20 @@ async fn record_manual_actions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiotviet::GetBudget;
     use mapping::time::FixedClock;
-    use store::{BudgetStore, MemoryStore};
+    use store::{BudgetAnswer, BudgetStore, MemoryStore};
 
     #[tokio::test]
     async fn r_syn_6_webhook_jobs_take_exactly_their_calls_and_stop_at_their_share() {
         // GIVEN an hourly allowance of 8 of which webhooks may use 6
         let store = Arc::new(MemoryStore::new());
         let now = "2026-11-29T09:30:00Z".parse().expect("a time");
-        let budget = ExactBudget {
-            store: store.clone(),
-            clock: Arc::new(FixedClock(now)),
-            limit: 8 * WEBHOOK_BUDGET_SHARE.0 / WEBHOOK_BUDGET_SHARE.1,
-        };
+        let budget = crate::service::SharedBudget::exact(
+            store.clone(),
+            Arc::new(FixedClock(now)),
+            8 * WEBHOOK_BUDGET_SHARE.0 / WEBHOOK_BUDGET_SHARE.1,
+        );
         // WHEN webhook jobs take one call at a time
         for _ in 0..6 {
             assert!(budget.take("r", 1).await.is_ok());
