@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::Connection;
+use tracing::Instrument;
 
 use crate::error::JobError;
 use crate::pull::{self, PullEnd};
@@ -119,9 +120,12 @@ pub async fn handle_job(svc: &Service, body: &Value, deadline: Instant) -> Resul
     }
     let job: SyncJob =
         serde_json::from_value(body.clone()).map_err(|e| JobError::BadJob(e.to_string()))?;
+    // Every log line of the job carries the shop and the run (the pulls add the entity).
     let span = tracing::info_span!("pull", shop = %job.shop_id, run_id = %job.run_id);
-    let _enter = span.enter();
-    drop(_enter);
+    run_sync_job(svc, job, deadline).instrument(span).await
+}
+
+async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<(), JobError> {
     let Some(conn) = svc.store.get_connection(&job.shop_id).await? else {
         // Disconnected after the run was queued: nothing to do, and nothing to retry.
         for e in job.entities.iter().chain(&job.then) {
