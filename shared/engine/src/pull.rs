@@ -53,6 +53,10 @@ struct Checkpoint {
     /// Deliveries in a row that failed transiently without reading anything new.
     #[serde(default)]
     failed_tries: u32,
+    /// No sync of this entity ever finished (no cursor): every record is new to Abaha, so the
+    /// ID map is not read before sending (a re-run re-sends, which Abaha answers `unchanged`).
+    #[serde(default)]
+    first_sync: bool,
     tally: Tally,
 }
 
@@ -225,6 +229,7 @@ pub async fn pull_entity(
                     entity,
                     page,
                     read_pos,
+                    ck.first_sync,
                     deadline,
                 )));
             }
@@ -381,10 +386,14 @@ async fn process_page(
     entity: Entity,
     page: Page,
     end: i64,
+    first_sync: bool,
     deadline: Instant,
 ) -> Result<PageDone, JobError> {
     let mut tally = Tally::default();
-    let mut step = PageStep::default();
+    let mut step = PageStep {
+        first_sync,
+        ..PageStep::default()
+    };
     let (svc, conn) = (&svc, &conn);
     match entity {
         Entity::Categories => {
@@ -529,11 +538,8 @@ async fn fresh_checkpoint(
     entity: Entity,
     now: DateTime<Utc>,
 ) -> Result<Checkpoint, store::StoreError> {
-    let cursor = if job.full {
-        None
-    } else {
-        svc.store.get_cursor(&conn.shop_id, entity.as_str()).await?
-    };
+    let stored = svc.store.get_cursor(&conn.shop_id, entity.as_str()).await?;
+    let cursor = if job.full { None } else { stored };
     let overlap = match entity {
         Entity::Invoices => svc.settings.invoice_overlap,
         _ => svc.settings.overlap,
@@ -553,6 +559,7 @@ async fn fresh_checkpoint(
         position: 0,
         total: None,
         failed_tries: 0,
+        first_sync: stored.is_none(),
         tally: Tally::queued(),
     })
 }
@@ -599,6 +606,8 @@ fn failure_message(e: &JobError) -> String {
 pub(crate) struct PageStep {
     pub(crate) manual_actions: Vec<Value>,
     pub(crate) errors: Vec<Value>,
+    /// The page belongs to an entity's first sync: nothing to compare with in the ID map.
+    pub(crate) first_sync: bool,
 }
 
 impl PageStep {
@@ -652,7 +661,11 @@ pub(crate) async fn upsert_changed<T: Serialize>(
     }
     let shop = conn.shop_id.as_str();
     let ids: Vec<i64> = items.iter().map(|(id, _)| *id).collect();
-    let links = svc.store.get_links(shop, kind, &ids).await?;
+    let links = if step.first_sync {
+        HashMap::new()
+    } else {
+        svc.store.get_links(shop, kind, &ids).await?
+    };
     let mut changed: Vec<(i64, String, T)> = Vec::new();
     for (id, item) in items {
         let hash = hash_of(&item);
