@@ -169,8 +169,13 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
     }
     let concurrency = stack.service.settings.kiotviet_concurrency.max(1) as f64;
 
-    let full = timed_sync(&api, shop, true).await?;
-    let incremental = timed_sync(&api, shop, false).await?;
+    let (poll, limit) = (Duration::from_millis(50), Duration::from_secs(1800));
+    let full = api
+        .sync_and_wait(shop, true, poll, limit, |_, _, _| {})
+        .await?;
+    let incremental = api
+        .sync_and_wait(shop, false, poll, limit, |_, _, _| {})
+        .await?;
     let change = change_latency(&http, &sandboxes, shop, 5).await?;
     let latency = opts.kiotviet_latency_ms as f64 / 1000.0;
 
@@ -273,44 +278,6 @@ impl Figures {
             .map(|(_, n)| n.to_string())
             .collect::<Vec<_>>()
             .join("/")
-    }
-}
-
-async fn timed_sync(
-    api: &crate::DemoApi,
-    shop: &str,
-    full: bool,
-) -> Result<(Duration, Value), String> {
-    let started = Instant::now();
-    let (status, body) = api
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/shops/{shop}/sync"),
-            Some(json!({"full": full})),
-        )
-        .await?;
-    if status != 202 {
-        return Err(format!("sync refused ({status}): {body}"));
-    }
-    let run_id = body["run_id"].as_str().unwrap_or_default().to_string();
-    loop {
-        let (_, report) = api
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/shops/{shop}/sync/{run_id}"),
-                None,
-            )
-            .await?;
-        if matches!(
-            report["state"].as_str(),
-            Some("succeeded" | "partial" | "failed")
-        ) {
-            return Ok((started.elapsed(), report));
-        }
-        if started.elapsed() > Duration::from_secs(1800) {
-            return Err("the run did not finish within 30 minutes".into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

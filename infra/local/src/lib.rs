@@ -140,6 +140,55 @@ impl DemoApi {
     }
 }
 
+impl DemoApi {
+    /// Presses Sync and polls the run until it ends (or `limit` passes); `on_report` sees every
+    /// report read while it runs. Answers the run's duration and its final report.
+    pub async fn sync_and_wait(
+        &self,
+        shop: &str,
+        full: bool,
+        poll: Duration,
+        limit: Duration,
+        mut on_report: impl FnMut(&str, &serde_json::Value, Duration),
+    ) -> Result<(Duration, serde_json::Value), String> {
+        let started = std::time::Instant::now();
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/shops/{shop}/sync"),
+                Some(serde_json::json!({"full": full})),
+            )
+            .await?;
+        if status != 202 {
+            return Err(format!("sync refused ({status}): {body}"));
+        }
+        let run_id = body["run_id"].as_str().unwrap_or_default().to_string();
+        loop {
+            let (_, report) = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/shops/{shop}/sync/{run_id}"),
+                    None,
+                )
+                .await?;
+            on_report(&run_id, &report, started.elapsed());
+            if matches!(
+                report["state"].as_str(),
+                Some("succeeded" | "partial" | "failed")
+            ) {
+                return Ok((started.elapsed(), report));
+            }
+            if started.elapsed() > limit {
+                return Err(format!(
+                    "run {run_id} did not finish within {} s",
+                    limit.as_secs()
+                ));
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }

@@ -236,45 +236,27 @@ async fn demo() -> Result<(), String> {
 }
 
 async fn run_sync(api: &DemoApi, shop: &str, full: bool) -> Result<Value, String> {
-    let started = Instant::now();
-    let (status, body) = api
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/shops/{shop}/sync"),
-            Some(json!({"full": full})),
+    let mut last_line = String::new();
+    let (_, report) = api
+        .sync_and_wait(
+            shop,
+            full,
+            Duration::from_millis(250),
+            Duration::from_secs(600),
+            |run_id, report, elapsed| {
+                if last_line.is_empty() {
+                    println!("   run {run_id}");
+                }
+                let state = report["state"].as_str().unwrap_or("?");
+                let line = format!("{state:<9} {}", progress_line(report));
+                if line != last_line {
+                    println!("   [{:>5.1}s] {line}", elapsed.as_secs_f64());
+                    last_line = line;
+                }
+            },
         )
         .await?;
-    if status != 202 {
-        return Err(format!("sync refused ({status}): {body}"));
-    }
-    let run_id = body["run_id"].as_str().unwrap_or_default().to_string();
-    println!("   run {run_id}");
-    let mut last_line = String::new();
-    loop {
-        let (_, report) = api
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/shops/{shop}/sync/{run_id}"),
-                None,
-            )
-            .await?;
-        let state = report["state"].as_str().unwrap_or("?").to_string();
-        let line = progress_line(&report);
-        if line != last_line {
-            println!(
-                "   [{:>5.1}s] {state:<9} {line}",
-                started.elapsed().as_secs_f64()
-            );
-            last_line = line;
-        }
-        if matches!(state.as_str(), "succeeded" | "partial" | "failed") {
-            return Ok(report);
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            return Err(format!("run {run_id} did not finish within 10 minutes"));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    Ok(report)
 }
 
 fn progress_line(report: &Value) -> String {
