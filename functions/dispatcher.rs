@@ -6,7 +6,10 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     engine::telemetry::init_json();
-    let svc = engine::Service::from_env().await.map_err(Error::from)?;
+    // It only reads connections and enqueues jobs: no Abaha token, no KMS (template.yaml).
+    let svc = engine::Service::from_env_without_abaha()
+        .await
+        .map_err(Error::from)?;
     run(service_fn(
         |_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async {
             let out = engine::fan_out(&svc).await?;

@@ -75,6 +75,16 @@ impl Service {
 
     /// Builds the service from the environment (CONTRACTS.md §3) with the AWS adapters.
     pub async fn from_env() -> Result<Self, String> {
+        Self::from_env_with(true).await
+    }
+
+    /// As [`Service::from_env`], for a function that never writes to Abaha (the dispatcher): it
+    /// neither reads the Abaha token nor is granted access to it.
+    pub async fn from_env_without_abaha() -> Result<Self, String> {
+        Self::from_env_with(false).await
+    }
+
+    async fn from_env_with(needs_abaha: bool) -> Result<Self, String> {
         let settings = Settings::from_env()?;
         let aws = store::aws_config().await;
         let ssm = aws_sdk_ssm::Client::new(&aws);
@@ -83,7 +93,11 @@ impl Service {
         let sqs = aws_sdk_sqs::Client::new(&aws);
         let key_id =
             std::env::var("KMS_KEY_ID").unwrap_or_else(|_| "alias/kiotviet-fnb-sync".into());
-        let abaha_token = secret_from_env("ABAHA_API_TOKEN", Some(&ssm)).await?;
+        let abaha_token = if needs_abaha {
+            secret_from_env("ABAHA_API_TOKEN", Some(&ssm)).await?
+        } else {
+            SecretString::from(String::new())
+        };
         // Pull functions never check the admin token; a missing one must not stop them.
         let admin_token = secret_from_env("ADMIN_TOKEN", Some(&ssm))
             .await
