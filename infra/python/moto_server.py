@@ -1,4 +1,4 @@
-"""moto's server, with DynamoDB requests made linearizable.
+"""moto's server, with DynamoDB requests made linearizable, served by waitress.
 
 moto's DynamoDB backend checks a condition and writes in separate steps on whichever request
 thread runs, with no lock, so two concurrent conditional writes can both "win" (seen here: lost
@@ -6,20 +6,30 @@ list_appends, two winners of one claim). Real DynamoDB never does that, and our 
 guarantees rest on it. This launcher serves the same moto application, but runs DynamoDB requests
 one at a time; SQS (long polls) and KMS stay concurrent.
 
+Two things make it fast enough to benchmark the sync engine against (see docs/NOTES.md):
+- `moto_fast` (beside this file): moto's DynamoDB item operations read their requests and write
+  their answers with plain JSON instead of walking botocore's model, and a few repeated costs are
+  cut; MOTO_FAST_VERIFY=1 checks every answer against moto's own encoding.
+- waitress instead of werkzeug's development server, which closes the connection after every
+  answer (a new TCP connection and thread per request) and logs every request line to the log.
+
 usage: python moto_server.py -H 127.0.0.1 -p PORT
 """
 
 import argparse
+import logging
 import signal
 import sys
 import threading
 
-from werkzeug.serving import run_simple
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
+import waitress
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+import moto_fast
+
+# Request threads. SQS long polls (up to 20 s each) hold one apiece: a test run starts a few
+# pollers per local stack, so leave room for them and for the DynamoDB/KMS traffic beside them.
+THREADS = 64
 
 
 def main() -> None:
@@ -31,6 +41,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
 
+    moto_fast.install()
     inner = DomainDispatcherApplication(create_backend_app)
     dynamo_lock = threading.Lock()
 
@@ -41,13 +52,15 @@ def main() -> None:
                 return list(inner(environ, start_response))
         return inner(environ, start_response)
 
-    run_simple(
-        args.host,
-        args.port,
+    logging.basicConfig(level=logging.WARNING)
+    print(f"moto (DynamoDB linearized) on http://{args.host}:{args.port}", flush=True)
+    waitress.serve(
         app,
-        threaded=True,
-        use_reloader=False,
-        request_handler=MotoRequestHandler,
+        host=args.host,
+        port=args.port,
+        threads=THREADS,
+        connection_limit=1000,
+        ident="moto",
     )
 
 
