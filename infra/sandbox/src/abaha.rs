@@ -572,9 +572,18 @@ async fn upsert(
         st.stats.requests.record("POST", &route);
         st.faults.latency()
     };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
+    let answer = async move { answer_upsert(&sh, &shop, &action, kind, &headers, &body) };
+    crate::common::answer_after(latency, answer).await
+}
+
+fn answer_upsert(
+    sh: &AbahaShared,
+    shop: &str,
+    action: &str,
+    kind: Option<Kind>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Answer {
     let mut st = sh.lock();
     match st.faults.draw() {
         Some(Injected::ServerError(status)) => {
@@ -619,14 +628,14 @@ async fn upsert(
             format!("Unknown action {action:?}: use categories|products|customers|orders:upsert."),
         ));
     };
-    if !st.shop_known(&shop) {
+    if !st.shop_known(shop) {
         return Err(api_error(
             StatusCode::NOT_FOUND,
             "unknown_shop",
             format!("Shop {shop} is not known to Abaha."),
         ));
     }
-    let items = match parse_batch(&body) {
+    let items = match parse_batch(body) {
         Ok(items) => items,
         Err(e) => {
             st.stats.rejected_batches += 1;
@@ -651,7 +660,7 @@ async fn upsert(
             continue;
         }
         let key = key_of(&given_id).unwrap_or_default();
-        let (abaha_id, status) = st.upsert(&shop, kind, key, item);
+        let (abaha_id, status) = st.upsert(shop, kind, key, item);
         match status {
             "created" => counts.created += 1,
             "updated" => counts.updated += 1,

@@ -21,7 +21,8 @@ use tokio::sync::oneshot;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
-    /// Added to every simulated request (token endpoint included) before it is answered.
+    /// Answer time of every simulated request (token endpoint included): the answer leaves this
+    /// long after the request arrived, the simulator's own work included.
     pub latency_ms: u64,
     /// Share of API requests answered with a 5xx (500, 502 or 503).
     pub p_5xx: f64,
@@ -309,10 +310,44 @@ pub(crate) async fn serve(router: Router, port: Option<u16>) -> std::io::Result<
     })
 }
 
+/// The answer to a request, sent `latency` after the request arrived: the simulated latency is the
+/// request's whole answer time, the simulator's own work included (it is not added on top; under a
+/// loaded machine it would otherwise count twice against the benchmark's ideal).
+pub(crate) async fn answer_after<F>(latency: std::time::Duration, answer: F) -> F::Output
+where
+    F: std::future::Future,
+{
+    let due = tokio::time::Instant::now() + latency;
+    let out = answer.await;
+    tokio::time::sleep_until(due).await;
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_is_the_answer_time_the_work_included() {
+        // GIVEN a latency of 100 ms
+        let latency = Duration::from_millis(100);
+        let start = tokio::time::Instant::now();
+        // WHEN the work takes 30 ms
+        let out = answer_after(latency, async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            7
+        })
+        .await;
+        // THEN the answer comes 100 ms after the request, not 130 ms
+        assert_eq!(out, 7);
+        assert_eq!(start.elapsed(), latency);
+        // AND work slower than the latency is answered when it is done
+        let start = tokio::time::Instant::now();
+        answer_after(latency, tokio::time::sleep(Duration::from_millis(250))).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
+    }
 
     #[test]
     fn urlencoded_pairs_decode_plus_and_percent() {

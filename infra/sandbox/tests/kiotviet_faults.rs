@@ -58,7 +58,7 @@ async fn injected_429_carries_retry_after() {
 }
 
 #[tokio::test]
-async fn latency_is_added_to_every_call() {
+async fn every_call_takes_at_least_the_latency() {
     let kv = start(KvConfig::default()).await;
     kv.sim.set_faults(Faults {
         latency_ms: 150,

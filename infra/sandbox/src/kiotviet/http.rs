@@ -118,10 +118,7 @@ async fn token_gate(State(sh): State<Arc<KvShared>>, req: Request, next: Next) -
             .record(req.method().as_str(), &route_of(&req));
         st.faults.latency()
     };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    next.run(req).await
+    crate::common::answer_after(latency, next.run(req)).await
 }
 
 /// Counting, latency, injected faults, token, `Retailer` and the GET quota, in that order.
@@ -139,14 +136,14 @@ async fn gate(State(sh): State<Arc<KvShared>>, req: Request, next: Next) -> Resp
         }
         st.faults.latency()
     };
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    let refusal = admit(&mut sh.lock(), req.method() == Method::GET, req.headers());
-    match refusal {
-        Some(r) => r,
-        None => next.run(req).await,
-    }
+    crate::common::answer_after(latency, async {
+        let refusal = admit(&mut sh.lock(), req.method() == Method::GET, req.headers());
+        match refusal {
+            Some(r) => r,
+            None => next.run(req).await,
+        }
+    })
+    .await
 }
 
 fn admit(st: &mut KvState, is_get: bool, headers: &HeaderMap) -> Option<Response> {
