@@ -1,6 +1,9 @@
 //! Reading pages ahead: KiotViet answers in ~100 ms, so a pull that waits for each page before
 //! asking for the next spends most of its time waiting. Once the first page tells the total, the
-//! next pages are requested up to `depth` at a time and handed out in order.
+//! next pages are requested ahead and handed out in order. Twice as many pages as the shop has
+//! GET slots are requested ahead: the slots cap what is in flight, and the pages queued behind them
+//! start the moment a slot frees, instead of when the consumer next asks (which it does only after
+//! a page's writes are done).
 //!
 //! Offset paging can shift under us (a record deleted or modified while we read). The consumer
 //! says which offset it expects next; a page fetched for another offset is thrown away and reading
@@ -18,7 +21,8 @@ pub struct Prefetcher {
     kv: KiotVietClient,
     req: Arc<ListRequest>,
     page_size: i64,
-    depth: usize,
+    /// Pages requested ahead (done or not) before the consumer takes them.
+    ahead: usize,
     /// Shared by every pull of the shop in this process: at most this many GETs in flight.
     slots: Arc<Semaphore>,
     total: Option<i64>,
@@ -29,13 +33,14 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
+    /// `depth`: the GETs in flight this list may use (the shop's slots may allow fewer).
     pub fn new(kv: KiotVietClient, req: ListRequest, depth: usize, slots: Arc<Semaphore>) -> Self {
         let page_size = i64::from(kv.config().page_size.max(1));
         Prefetcher {
             kv,
             req: Arc::new(req),
             page_size,
-            depth: depth.max(1),
+            ahead: depth.max(1) * 2,
             slots,
             total: None,
             inflight: VecDeque::new(),
@@ -88,9 +93,9 @@ impl Prefetcher {
         self.next_request = position;
     }
 
-    /// Requests pages until `depth` are in flight; only the first page while the total is unknown.
+    /// Requests pages until `ahead` are requested; only the first page while the total is unknown.
     fn fill(&mut self) {
-        let limit = if self.total.is_some() { self.depth } else { 1 };
+        let limit = if self.total.is_some() { self.ahead } else { 1 };
         while self.inflight.len() < limit {
             let pos = self.next_request;
             if !self.inflight.is_empty() && self.total.is_some_and(|t| pos >= t) {
