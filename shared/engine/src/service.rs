@@ -248,24 +248,28 @@ impl Service {
 /// the budget costs one DynamoDB write per [`RESERVE`] GETs, not one per GET. What a client leaves
 /// unused when it is dropped (at most `RESERVE - 1`) is simply not spent.
 pub struct SharedBudget {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn store::BudgetStore>,
     pub clock: Arc<dyn Clock>,
     pub per_hour: u32,
     /// Calls taken from the table at once (1: exactly what is asked).
     pub reserve: u32,
     /// (window of the reservation, calls left in it)
     pub reserved: std::sync::Mutex<(Option<DateTime<Utc>>, u32)>,
+    /// One refill at a time: GETs that find the reservation spent together wait for one refill
+    /// instead of each taking `reserve` calls from the table.
+    pub refill: tokio::sync::Mutex<()>,
 }
 
 impl SharedBudget {
     /// A budget that takes exactly the calls asked for, up to `per_hour`.
-    pub fn exact(store: Arc<dyn Store>, clock: Arc<dyn Clock>, per_hour: u32) -> Self {
+    pub fn exact(store: Arc<dyn store::BudgetStore>, clock: Arc<dyn Clock>, per_hour: u32) -> Self {
         SharedBudget {
             store,
             clock,
             per_hour,
             reserve: 1,
             reserved: std::sync::Mutex::new((None, 0)),
+            refill: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -276,17 +280,30 @@ const PRODUCT_CACHE_MAX: usize = 100_000;
 /// GETs reserved from the shared budget at once.
 pub const RESERVE: u32 = 10;
 
+impl SharedBudget {
+    /// Takes `n` calls from this client's reservation for `window`, if it holds them.
+    fn take_reserved(&self, window: DateTime<Utc>, n: u32) -> bool {
+        let mut r = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        if r.0 == Some(window) && r.1 >= n {
+            r.1 -= n;
+            return true;
+        }
+        false
+    }
+}
+
 #[async_trait]
 impl GetBudget for SharedBudget {
     async fn take(&self, retailer: &str, n: u32) -> Result<(), BudgetExhausted> {
         let now = self.clock.now();
         let window = now.duration_trunc(ChronoDuration::hours(1)).unwrap_or(now);
-        {
-            let mut r = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
-            if r.0 == Some(window) && r.1 >= n {
-                r.1 -= n;
-                return Ok(());
-            }
+        if self.take_reserved(window, n) {
+            return Ok(());
+        }
+        let _refilling = self.refill.lock().await;
+        // Someone else may have refilled while this one waited.
+        if self.take_reserved(window, n) {
+            return Ok(());
         }
         // Reserve a few more than asked; near the limit, only what is asked.
         let want = n.max(self.reserve);
@@ -301,7 +318,8 @@ impl GetBudget for SharedBudget {
         match answer.map(|(a, got)| {
             if matches!(a, BudgetAnswer::Granted { .. }) {
                 let mut r = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
-                *r = (Some(window), got - n);
+                let left = if r.0 == Some(window) { r.1 } else { 0 };
+                *r = (Some(window), left + got - n);
             }
             a
         }) {
@@ -316,5 +334,67 @@ impl GetBudget for SharedBudget {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+    use mapping::time::FixedClock;
+    use store::BudgetStore;
+
+    /// The memory store, answering budget takes only after yielding, as a table would.
+    struct SlowBudget(store::MemoryStore);
+
+    #[async_trait]
+    impl store::BudgetStore for SlowBudget {
+        async fn take(
+            &self,
+            retailer: &str,
+            window_start: DateTime<Utc>,
+            n: u32,
+            limit: u32,
+        ) -> Result<BudgetAnswer, store::StoreError> {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            self.0.take(retailer, window_start, n, limit).await
+        }
+    }
+
+    #[tokio::test]
+    async fn r_syn_6_concurrent_gets_share_one_refill_and_the_table_counts_what_was_reserved() {
+        // GIVEN a pull client reserving 10 GETs at a time
+        let table = Arc::new(SlowBudget(store::MemoryStore::new()));
+        let now: DateTime<Utc> = "2026-11-29T09:30:00Z".parse().expect("a time");
+        let budget = Arc::new(SharedBudget {
+            reserve: RESERVE,
+            ..SharedBudget::exact(table.clone(), Arc::new(FixedClock(now)), 5000)
+        });
+        // WHEN 25 GETs ask for a call at the same moment
+        let takes = (0..25).map(|_| {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.take("shop", 1).await })
+        });
+        for take in futures::future::join_all(takes).await {
+            assert!(matches!(take, Ok(Ok(()))), "{take:?}");
+        }
+        // THEN the table counts three reservations of 10, not one per GET that found none left
+        let window = now
+            .duration_trunc(ChronoDuration::hours(1))
+            .expect("an hour");
+        let used = match table.0.take("shop", window, 0, 5000).await {
+            Ok(BudgetAnswer::Granted { used }) => used,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(used, 30);
+        // AND the 5 calls left in the reservation serve the next GETs without the table
+        for _ in 0..5 {
+            assert!(budget.take("shop", 1).await.is_ok());
+        }
+        assert!(matches!(
+            table.0.take("shop", window, 0, 5000).await,
+            Ok(BudgetAnswer::Granted { used: 30 })
+        ));
     }
 }
