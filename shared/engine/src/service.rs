@@ -244,15 +244,19 @@ impl Service {
 /// The KiotViet GET budget of one retailer, kept in DynamoDB so that every function and every
 /// concurrent run of the shop draws from the same hourly allowance (R-SYN-6).
 ///
-/// Calls are reserved from the table a few at a time ([`RESERVE`]) and handed out locally, so
-/// the budget costs one DynamoDB write per [`RESERVE`] GETs, not one per GET. What a client leaves
-/// unused when it is dropped (at most `RESERVE - 1`) is simply not spent.
+/// Calls are reserved from the table several at a time and handed out locally, so a long pull
+/// costs one DynamoDB write per [`RESERVE`] GETs, not one per GET. A reservation grows with what
+/// the client has used (1, 1, 2, 4, … up to `reserve`): what a client leaves unused when it is
+/// dropped is simply not spent, so a short pull (an incremental run: one GET) must not reserve
+/// more than it uses, and a long one wastes less than `reserve`.
 pub struct SharedBudget {
     pub store: Arc<dyn store::BudgetStore>,
     pub clock: Arc<dyn Clock>,
     pub per_hour: u32,
-    /// Calls taken from the table at once (1: exactly what is asked).
+    /// Most calls taken from the table at once (1: exactly what is asked).
     pub reserve: u32,
+    /// Calls this client has been granted by the table so far.
+    pub granted: std::sync::atomic::AtomicU32,
     /// (window of the reservation, calls left in it)
     pub reserved: std::sync::Mutex<(Option<DateTime<Utc>>, u32)>,
     /// One refill at a time: GETs that find the reservation spent together wait for one refill
@@ -268,6 +272,7 @@ impl SharedBudget {
             clock,
             per_hour,
             reserve: 1,
+            granted: std::sync::atomic::AtomicU32::new(0),
             reserved: std::sync::Mutex::new((None, 0)),
             refill: tokio::sync::Mutex::new(()),
         }
@@ -277,8 +282,8 @@ impl SharedBudget {
 /// Most product links one container keeps (about 10 MB).
 const PRODUCT_CACHE_MAX: usize = 100_000;
 
-/// GETs reserved from the shared budget at once.
-pub const RESERVE: u32 = 10;
+/// Most GETs a pull reserves from the shared budget at once.
+pub const RESERVE: u32 = 25;
 
 impl SharedBudget {
     /// Takes `n` calls from this client's reservation for `window`, if it holds them.
@@ -305,8 +310,9 @@ impl GetBudget for SharedBudget {
         if self.take_reserved(window, n) {
             return Ok(());
         }
-        // Reserve a few more than asked; near the limit, only what is asked.
-        let want = n.max(self.reserve);
+        // Reserve about as many as used so far, up to `reserve`; near the limit, only what is asked.
+        let used = self.granted.load(std::sync::atomic::Ordering::Relaxed);
+        let want = n.max(self.reserve.min(used.max(1)));
         let answer = match self.store.take(retailer, window, want, self.per_hour).await {
             Ok(BudgetAnswer::Exhausted { .. }) if want > n => self
                 .store
@@ -317,6 +323,8 @@ impl GetBudget for SharedBudget {
         };
         match answer.map(|(a, got)| {
             if matches!(a, BudgetAnswer::Granted { .. }) {
+                self.granted
+                    .fetch_add(got, std::sync::atomic::Ordering::Relaxed);
                 let mut r = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
                 let left = if r.0 == Some(window) { r.1 } else { 0 };
                 *r = (Some(window), left + got - n);
@@ -344,7 +352,20 @@ mod budget_tests {
     use store::BudgetStore;
 
     /// The memory store, answering budget takes only after yielding, as a table would.
-    struct SlowBudget(store::MemoryStore);
+    #[derive(Default)]
+    struct SlowBudget {
+        table: store::MemoryStore,
+        calls: std::sync::atomic::AtomicU32,
+    }
+
+    impl SlowBudget {
+        async fn used(&self, retailer: &str, window: DateTime<Utc>) -> u32 {
+            match self.table.take(retailer, window, 0, u32::MAX).await {
+                Ok(BudgetAnswer::Granted { used }) => used,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 
     #[async_trait]
     impl store::BudgetStore for SlowBudget {
@@ -355,46 +376,61 @@ mod budget_tests {
             n: u32,
             limit: u32,
         ) -> Result<BudgetAnswer, store::StoreError> {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             for _ in 0..3 {
                 tokio::task::yield_now().await;
             }
-            self.0.take(retailer, window_start, n, limit).await
+            self.table.take(retailer, window_start, n, limit).await
         }
     }
 
     #[tokio::test]
-    async fn r_syn_6_concurrent_gets_share_one_refill_and_the_table_counts_what_was_reserved() {
-        // GIVEN a pull client reserving 10 GETs at a time
-        let table = Arc::new(SlowBudget(store::MemoryStore::new()));
+    async fn r_syn_6_concurrent_gets_share_one_refill_and_the_table_counts_about_what_was_used() {
+        // GIVEN a pull client reserving up to RESERVE GETs at a time
+        let table = Arc::new(SlowBudget::default());
         let now: DateTime<Utc> = "2026-11-29T09:30:00Z".parse().expect("a time");
         let budget = Arc::new(SharedBudget {
             reserve: RESERVE,
             ..SharedBudget::exact(table.clone(), Arc::new(FixedClock(now)), 5000)
         });
-        // WHEN 25 GETs ask for a call at the same moment
-        let takes = (0..25).map(|_| {
-            let budget = budget.clone();
-            tokio::spawn(async move { budget.take("shop", 1).await })
-        });
-        for take in futures::future::join_all(takes).await {
-            assert!(matches!(take, Ok(Ok(()))), "{take:?}");
-        }
-        // THEN the table counts three reservations of 10, not one per GET that found none left
         let window = now
             .duration_trunc(ChronoDuration::hours(1))
             .expect("an hour");
-        let used = match table.0.take("shop", window, 0, 5000).await {
-            Ok(BudgetAnswer::Granted { used }) => used,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(used, 30);
-        // AND the 5 calls left in the reservation serve the next GETs without the table
+        // WHEN 100 GETs ask for a call, 20 at the same moment
         for _ in 0..5 {
-            assert!(budget.take("shop", 1).await.is_ok());
+            let takes = (0..20).map(|_| {
+                let budget = budget.clone();
+                tokio::spawn(async move { budget.take("shop", 1).await })
+            });
+            for take in futures::future::join_all(takes).await {
+                assert!(matches!(take, Ok(Ok(()))), "{take:?}");
+            }
         }
-        assert!(matches!(
-            table.0.take("shop", window, 0, 5000).await,
-            Ok(BudgetAnswer::Granted { used: 30 })
-        ));
+        // THEN the table counts what was used and less than one reservation more
+        let used = table.used("shop", window).await;
+        assert!((100..100 + RESERVE).contains(&used), "{used}");
+        // AND it was asked a handful of times, not once per GET that found the reservation spent
+        let calls = table.calls.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(calls <= 10, "{calls} table calls for 100 GETs");
+    }
+
+    #[tokio::test]
+    async fn r_syn_6_a_pull_making_one_get_reserves_one() {
+        // GIVEN a pull client reserving up to RESERVE GETs at a time
+        let table = Arc::new(SlowBudget::default());
+        let now: DateTime<Utc> = "2026-11-29T09:30:00Z".parse().expect("a time");
+        let budget = SharedBudget {
+            reserve: RESERVE,
+            ..SharedBudget::exact(table.clone(), Arc::new(FixedClock(now)), 5000)
+        };
+        // WHEN it makes one GET (an incremental run with nothing new) and is dropped
+        assert!(budget.take("shop", 1).await.is_ok());
+        drop(budget);
+        // THEN the shop's allowance is down by one, not by a reservation left unused
+        let window = now
+            .duration_trunc(ChronoDuration::hours(1))
+            .expect("an hour");
+        assert_eq!(table.used("shop", window).await, 1);
     }
 }
