@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use engine::{ApiRequest, Service, ServiceParts, Settings};
 use kiotviet::KiotVietConfig;
-use mapping::time::SystemClock;
+use mapping::time::{ManualClock, SystemClock};
 use sandbox::abaha::{AbahaConfig as AbahaSimConfig, AbahaHandle, AbahaSim};
 use sandbox::kiotviet::{KiotVietSim, KvConfig, KvHandle};
 use secrecy::SecretString;
@@ -53,6 +53,9 @@ pub struct StackOptions {
     /// Register KiotViet webhooks at this stack's own API (`WEBHOOK_BASE_URL` wins when set).
     /// Off by default, so tests that change the sandbox and then sync see their own changes.
     pub webhooks: bool,
+    /// The service's clock, for tests that move time (a budget window turning); None: the
+    /// machine's clock.
+    pub clock: Option<Arc<ManualClock>>,
 }
 
 /// A running local stack. Dropping it stops everything it started.
@@ -311,7 +314,10 @@ impl Stack {
             kv_config,
             abaha_token: SecretString::from(abaha_token.clone()),
             admin_token: SecretString::from(admin_token.clone()),
-            clock: Arc::new(SystemClock),
+            clock: match &opts.clock {
+                Some(clock) => clock.clone(),
+                None => Arc::new(SystemClock),
+            },
         });
 
         let (shutdown, rx) = watch::channel(false);

@@ -6,10 +6,12 @@
 //! R-SYN-1…5, R-SYN-7, R-CAT-1, R-PRD-1…5, R-CUS-1, R-CON-6.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e_tests::{Api, Stack, StackOptions, connect, connection_body, start, sync, wait_run};
 use engine::Settings;
+use mapping::time::ManualClock;
 use sandbox::Faults;
 use sandbox::abaha::{AbahaHandle, Kind};
 use sandbox::kiotviet::{
@@ -1152,6 +1154,89 @@ async fn r_syn_2_a_run_that_hands_over_at_every_deadline_ends_like_an_uninterrup
     );
     reference.stop().await;
     stack.stop().await;
+}
+
+#[tokio::test]
+async fn r_syn_6_a_sync_needing_more_than_the_hourly_allowance_waits_and_continues_by_itself() {
+    // GIVEN a shop allowed 8 KiotViet GETs an hour, with 10 pages of customers, two seconds
+    // before the hour turns
+    let clock = Arc::new(ManualClock::new(
+        "2026-11-29T09:59:58Z".parse().expect("a time"),
+    ));
+    let settings = Settings {
+        get_budget_per_hour: 8,
+        ..Settings::default()
+    };
+    let opts = StackOptions {
+        kiotviet: Some(exact(1, 1, 1000)),
+        settings: Some(settings),
+        no_workers: true,
+        clock: Some(clock.clone()),
+        ..StackOptions::default()
+    };
+    let Some(stack) = start(opts).await else {
+        return;
+    };
+    connect(&stack, SHOP).await;
+    let a = Api::admin(&stack)
+        .post(
+            &format!("/v1/shops/{SHOP}/sync"),
+            json!({"entities": ["customers"]}),
+        )
+        .await;
+    let run_id = a.body["run_id"].as_str().expect("run id").to_string();
+    let svc = &stack.service;
+    let queue = svc.settings.queues.customers.clone();
+
+    // WHEN its first job runs
+    let job = receive_one(&stack, &queue).await;
+    engine::handle_job(svc, &job, engine::jobs::local_deadline(svc))
+        .await
+        .expect("the job hands over");
+
+    // THEN it read what the allowance let it, and the report says it waits for the next hour
+    let report = Api::admin(&stack)
+        .get(&format!("/v1/shops/{SHOP}/sync/{run_id}"))
+        .await
+        .body;
+    let customers = entity(&report, "customers");
+    assert_eq!(customers["state"], json!("waiting"), "{report}");
+    assert_eq!(report["state"], json!("running"), "{report}");
+    let until: chrono::DateTime<chrono::Utc> = customers["waiting_until"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("waiting_until");
+    assert_eq!(
+        until,
+        "2026-11-29T10:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .expect("a time")
+    );
+    let message = customers["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("allowance") && message.contains("17:00"),
+        "the shop owner is told why and until when (Vietnam time): {message}"
+    );
+    let read_before = count(&report, "customers", "read");
+    assert!(read_before < 1000, "{report}");
+    assert!(
+        kv(&stack).stats().requests.gets <= 8,
+        "no more GETs than the allowance (the connection check's included)"
+    );
+
+    // WHEN the hour turns
+    clock.set("2026-11-29T10:00:01Z".parse().expect("a time"));
+
+    // THEN the continuation (queued with a delay until then) finishes the sync by itself
+    run_jobs_until_done(&stack, SHOP, &run_id).await;
+    let report = Api::admin(&stack)
+        .get(&format!("/v1/shops/{SHOP}/sync/{run_id}"))
+        .await
+        .body;
+    assert_eq!(report["state"], json!("succeeded"), "{report}");
+    assert_eq!(count(&report, "customers", "read"), 1000, "{report}");
+    assert_customers_copied(&stack, SHOP);
+    assert_no_duplicates(&stack, SHOP);
 }
 
 #[tokio::test]
