@@ -277,15 +277,7 @@ impl SharedBudget {
             refill: tokio::sync::Mutex::new(()),
         }
     }
-}
 
-/// Most product links one container keeps (about 10 MB).
-const PRODUCT_CACHE_MAX: usize = 100_000;
-
-/// Most GETs a pull reserves from the shared budget at once.
-pub const RESERVE: u32 = 25;
-
-impl SharedBudget {
     /// Takes `n` calls from this client's reservation for `window`, if it holds them.
     fn take_reserved(&self, window: DateTime<Utc>, n: u32) -> bool {
         let mut r = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
@@ -296,6 +288,12 @@ impl SharedBudget {
         false
     }
 }
+
+/// Most product links one container keeps (about 10 MB).
+const PRODUCT_CACHE_MAX: usize = 100_000;
+
+/// Most GETs a pull reserves from the shared budget at once.
+pub const RESERVE: u32 = 25;
 
 #[async_trait]
 impl GetBudget for SharedBudget {
