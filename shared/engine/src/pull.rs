@@ -304,9 +304,18 @@ pub async fn pull_entity(
         .put_checkpoint(shop, name, &checkpoint_value(&ck))
         .await?;
     if retry_later && ck.failed_tries < MAX_FAILED_TRIES {
-        // Left on the queue: SQS delivers the job again and it resumes from the checkpoint.
         ck.tally.message = Some(format!("Retrying after a temporary problem: {e}"));
         report(svc, job, entity, &ck.tally).await?;
+        if ck.tally.read > read_at_start {
+            // It moved: a fresh message resumes from the checkpoint. Left on the queue, the job
+            // would count this delivery towards SQS's receives, and a long pull hit by a few
+            // unrelated failures would end in the dead-letter queue although each time it moved.
+            tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull interrupted after progress; continuing in a fresh job");
+            return Ok(PullEnd::HandOver {
+                delay: Some(RETRY_AFTER_PROGRESS),
+            });
+        }
+        // Left on the queue: SQS delivers the job again and it resumes from the checkpoint.
         tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull interrupted; will retry");
         return Err(e);
     }
@@ -359,6 +368,9 @@ pub async fn pull_entity(
 /// Failed deliveries in a row after which a pull is given up: one fewer than the receives after
 /// which the queues move a job to their dead-letter queue (`maxReceiveCount` 5, template.yaml).
 const MAX_FAILED_TRIES: u32 = 4;
+
+/// How long a pull that moved and then met a temporary failure waits before its continuation.
+const RETRY_AFTER_PROGRESS: Duration = Duration::from_secs(1);
 
 /// Pages processed at once per pull: deep enough that a slow answer from storage (a throttled
 /// table; moto under load in the benchmark) holds up neither the reads nor the other pages.

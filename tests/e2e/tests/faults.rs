@@ -1213,6 +1213,110 @@ async fn r_syn_2_customers_deleted_while_a_pull_waits_for_its_continuation_make_
 // ---- 5. a run that has to give up says so -----------------------------------------------------------
 
 #[tokio::test]
+async fn r_syn_5_a_pull_that_moves_before_each_failure_never_reaches_the_dead_letter_queue() {
+    // GIVEN 12 pages of customers (pages of 10), a KiotViet answering in 200 ms, and pull
+    // functions that retry quickly
+    let opts = StackOptions {
+        kiotviet: Some(data(counts(1, 1, 120, 0), frozen_now())),
+        no_workers: true,
+        ..StackOptions::default()
+    };
+    let Some(stack) = start(opts).await else {
+        return;
+    };
+    connect(&stack, SHOP).await;
+    let mut svc = impatient(&stack, 2);
+    svc.kv_config = std::sync::Arc::new(kiotviet::KiotVietConfig {
+        page_size: 10,
+        ..(*svc.kv_config).clone()
+    });
+    let run = press_sync(
+        &stack,
+        SHOP,
+        json!({"entities": ["customers"], "full": true}),
+    )
+    .await;
+    let url = svc.settings.queues.customers.clone();
+    let kv = kv(&stack);
+    let slow = Faults {
+        latency_ms: 200,
+        ..Faults::default()
+    };
+
+    // WHEN every delivery fails (KiotViet answering 5xx from then on) as soon as it has written
+    // something to Abaha, and each message is delivered again while it is on the queue
+    let mut failed_after_progress = 0;
+    let started = Instant::now();
+    while !run_ended(&run_report(&stack, SHOP, &run).await) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the run did not end"
+        );
+        let Some(job) = svc.queue.receive(&url, 1, 1, 300).await.unwrap().pop() else {
+            continue;
+        };
+        // THEN no message is ever received as often as SQS's dead-letter limit (5)
+        assert!(
+            job.receive_count < 5,
+            "a job would now go to the dead-letter queue: {}",
+            run_report(&stack, SHOP, &run).await
+        );
+        kv.set_faults(slow.clone());
+        let before = abaha(&stack).stored(SHOP, Kind::Customers).len();
+        let task = {
+            let (svc, body) = (svc.clone(), job.body.clone());
+            tokio::spawn(async move {
+                engine::handle_job(&svc, &body, engine::jobs::local_deadline(&svc)).await
+            })
+        };
+        while !task.is_finished() && abaha(&stack).stored(SHOP, Kind::Customers).len() == before {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        kv.set_faults(Faults {
+            p_5xx: 1.0,
+            ..slow.clone()
+        });
+        let result = task.await.expect("the job task ran");
+        kv.set_faults(Faults::default());
+        let report = run_report(&stack, SHOP, &run).await;
+        if result.is_ok() {
+            // As the poller does: a job that ended (or handed over) leaves the queue.
+            svc.queue.delete(&url, &job.receipt).await.unwrap();
+            if !run_ended(&report) {
+                failed_after_progress += 1;
+            }
+        } else {
+            // As SQS does after the visibility timeout, at once.
+            svc.queue
+                .change_visibility(&url, &job.receipt, 0)
+                .await
+                .unwrap();
+        }
+    }
+
+    // AND the run ends as if nothing had happened, every customer copied once
+    let report = run_report(&stack, SHOP, &run).await;
+    assert_eq!(report["state"], json!("succeeded"), "{report}");
+    assert_eq!(entity(&report, "customers")["read"], json!(120), "{report}");
+    assert_eq!(
+        stored_ids(&stack, SHOP, Kind::Customers),
+        live_customers_with_phone(kv)
+    );
+    assert!(
+        abaha(&stack)
+            .stored(SHOP, Kind::Customers)
+            .iter()
+            .all(|c| c.writes == 1),
+        "a customer was written twice"
+    );
+    // AND it took more failing deliveries than the dead-letter limit
+    assert!(
+        failed_after_progress >= 5,
+        "{failed_after_progress} failing deliveries"
+    );
+}
+
+#[tokio::test]
 async fn r_syn_5_a_pull_that_keeps_failing_is_given_up_as_failed_with_a_message_before_the_dead_letter_queue()
  {
     let opts = StackOptions {
