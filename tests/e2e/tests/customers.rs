@@ -222,6 +222,51 @@ async fn r_cus_2_a_phone_that_only_contains_the_pushed_one_is_not_a_match() {
 }
 
 #[tokio::test]
+async fn r_cus_2_a_phone_kiotviet_stores_with_spaces_or_dots_is_matched_not_created_again() {
+    let Some((stack, _)) = shop_with_menu(StackOptions::default()).await else {
+        return;
+    };
+    let api = Api::admin(&stack);
+    let kv = stack.kiotviet.as_ref().unwrap();
+    // GIVEN KiotViet customers whose phones the till stored with spaces and with dots
+    let spaced = kv
+        .add_customer(NewCustomer {
+            name: Some("Đỗ Lan".into()),
+            contact_number: Some("090 800 1234".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let dotted = kv
+        .add_customer(NewCustomer {
+            name: Some("Hồ Nam".into()),
+            contact_number: Some("0908.002.345".into()),
+            ..Default::default()
+        })
+        .unwrap();
+
+    // WHEN Abaha pushes customers with those numbers, spelt its own way
+    let a = push_customer(&api, &customer("U-7", "0908001234")).await;
+    let b = push_customer(&api, &customer("U-8", "+84 908 002 345")).await;
+
+    // THEN each is matched to the existing KiotViet customer and linked, none created again
+    for (answer, id) in [(&a, spaced), (&b, dotted)] {
+        assert_eq!(
+            (answer.status, answer.body["status"].clone()),
+            (200, json!("updated")),
+            "{}",
+            answer.body
+        );
+        assert_eq!(answer.body["kiotviet_customer_id"], json!(id));
+    }
+    assert!(
+        kv.created_customers().is_empty(),
+        "{:?}",
+        kv.created_customers()
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn r_cus_2_an_order_uses_the_mapped_customer_before_any_phone_search() {
     let Some((stack, _)) = shop_with_menu(StackOptions::default()).await else {
         return;

@@ -215,18 +215,35 @@ async fn match_or_create(
         .as_deref()
         .and_then(first_phone)
         .unwrap_or_default();
-    let candidates = kv.find_customers_by_phone(&phone).await.map_err(kv_error)?;
-    let exact = candidates.into_iter().find(|c| {
-        c.contact_number.as_deref().and_then(first_phone).as_deref() == Some(phone.as_str())
-    });
-    if let Some(found) = exact {
-        store_link(svc, shop, &customer.id, &found).await?;
-        return Ok(Match::Found(found));
+    for term in phone_search_terms(&phone) {
+        let candidates = kv.find_customers_by_phone(&term).await.map_err(kv_error)?;
+        let exact = candidates.into_iter().find(|c| {
+            c.contact_number.as_deref().and_then(first_phone).as_deref() == Some(phone.as_str())
+        });
+        if let Some(found) = exact {
+            store_link(svc, shop, &customer.id, &found).await?;
+            return Ok(Match::Found(found));
+        }
     }
     let write = mapping::customers::customer_write(customer, conn.branch_id);
     let created = kv.create_customer(&write).await.map_err(kv_error)?;
     store_link(svc, shop, &customer.id, &created).await?;
     Ok(Match::Created(created))
+}
+
+/// What to search KiotViet's `contactNumber` for, in order, before creating a customer: the
+/// number itself, then its last four and last three digits. KiotViet matches the text as stored,
+/// so "090 123 4567" or "0901.234.567" is not found by "0901234567"; a number's last digits stay
+/// together in most spellings, and every candidate is still compared digit for digit. Two more
+/// GETs, only for a customer about to be created.
+fn phone_search_terms(phone: &str) -> Vec<String> {
+    let mut terms = vec![phone.to_string()];
+    for tail in [4, 3] {
+        if phone.len() > tail {
+            terms.push(phone[phone.len() - tail..].to_string());
+        }
+    }
+    terms
 }
 
 async fn store_link(
@@ -273,6 +290,15 @@ pub fn kv_error(e: KvError) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn r_cus_2_phone_search_tries_the_number_then_its_last_four_and_three_digits() {
+        assert_eq!(
+            super::phone_search_terms("0908002345"),
+            ["0908002345", "2345", "345"]
+        );
+        assert_eq!(super::phone_search_terms("123"), ["123"]);
+    }
+
     use super::*;
     use mapping::api::AbahaCustomer;
 
