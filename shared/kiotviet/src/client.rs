@@ -325,6 +325,11 @@ fn mentions_retailer(message: &str, code: Option<&str>) -> bool {
     message.contains("retailer") || code.is_some_and(|c| c.to_lowercase().contains("retailer"))
 }
 
+/// Renewals in a row before a 401 is final. Two, not one: calls running side by side share the
+/// token, and a token another call's renewal or an expiry replaced a moment after this call
+/// renewed would otherwise end this call as "refused" although a fresh token works.
+const RENEWALS: u32 = 2;
+
 impl KiotVietClient {
     pub fn new(
         http: reqwest::Client,
@@ -416,7 +421,8 @@ impl KiotVietClient {
             })?;
         let url = format!("{}{}", inner.cfg.api_url, call.path);
         let mut attempt = 0u32;
-        let mut renewed = false;
+        // Renewals in a row, each answered by a 401 again (see `RENEWALS`).
+        let mut renewals = 0u32;
         loop {
             if self.deadline.is_near() {
                 return Err(KvError::Deadline);
@@ -459,10 +465,19 @@ impl KiotVietClient {
                     if answer.is_success() {
                         return Ok(answer.body);
                     }
-                    if answer.status == 401 && !renewed {
-                        // Expired or revoked token: renew once and repeat (KiotViet refused the
+                    // A 401 naming the retailer is about the shop, not the token: one renewal
+                    // tells the two apart.
+                    let most = if answer.status == 401
+                        && mentions_retailer(&answer.message(), error_code(&answer.body).as_deref())
+                    {
+                        1
+                    } else {
+                        RENEWALS
+                    };
+                    if answer.status == 401 && renewals < most {
+                        // Expired or revoked token: renew and repeat (KiotViet refused the
                         // request, so repeating a POST cannot duplicate it). Not a retry attempt.
-                        renewed = true;
+                        renewals += 1;
                         attempt -= 1;
                         self.invalidate_token(token.generation).await;
                         continue;
@@ -485,11 +500,11 @@ impl KiotVietClient {
                 }
             };
             let outcome = failure.outcome();
-            // One renewal per expiry: a 401 right after a renewal means the new token is refused
-            // too, but any other answer in between (a 5xx, a 429) ends that episode, so a token
-            // that expires again during the retries is renewed again (bounded by the attempts).
+            // Renewals per expiry are bounded: 401s that outlast them mean the tokens are refused,
+            // but any other answer in between (a 5xx, a 429) ends that episode, so a token that
+            // expires again during the retries is renewed again (bounded by the attempts).
             if !matches!(outcome, Outcome::Status(401)) {
-                renewed = false;
+                renewals = 0;
             }
             let may_retry = match call.kind {
                 Kind::Read | Kind::Idempotent => true,
@@ -613,7 +628,7 @@ impl KiotVietClient {
     /// `POST /orders` (PascalCase body).
     ///
     /// Retried only when KiotViet cannot have acted on the request: a connection that was never
-    /// made, a 429, or a 401 (renewed once). A timeout or 5xx may come after KiotViet created the
+    /// made, a 429, or a 401 (after renewing). A timeout or 5xx may come after KiotViet created the
     /// order, so it is not re-sent: the [`KvError::Transient`] says "may have reached KiotViet",
     /// and the order push looks for its own reference ([`Self::recent_orders`]) before trying again.
     pub async fn create_order(&self, order: &OrderCreate) -> Result<OrderCreated, KvError> {
