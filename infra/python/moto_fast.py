@@ -7,7 +7,7 @@ The DynamoDB JSON protocol is plain JSON both ways, so for the operations below 
 the request with `json.loads` and writes the answer with `json.dumps`, and leaves everything else
 (errors, binary attributes, timestamps, other operations and services) to moto's own code.
 
-Two more costs are cut where moto repeats work whose answer cannot change:
+Three more costs are cut where moto repeats work whose answer cannot change:
 - every new item re-sums the size of all its attributes once per attribute (quadratic); it is now
   summed once, with the same 400 KB limit;
 - every request lists moto's package directory from disk to route it; the list is now read once;
