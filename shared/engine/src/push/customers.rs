@@ -290,17 +290,17 @@ pub fn kv_error(e: KvError) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use mapping::api::AbahaCustomer;
+
     #[test]
     fn r_cus_2_phone_search_tries_the_number_then_its_last_four_and_three_digits() {
         assert_eq!(
-            super::phone_search_terms("0908002345"),
+            phone_search_terms("0908002345"),
             ["0908002345", "2345", "345"]
         );
-        assert_eq!(super::phone_search_terms("123"), ["123"]);
+        assert_eq!(phone_search_terms("123"), ["123"]);
     }
-
-    use super::*;
-    use mapping::api::AbahaCustomer;
 
     fn kv(v: Value) -> Customer {
         serde_json::from_value(v).unwrap()
