@@ -80,13 +80,11 @@ pub async fn push_from_api(
     svc: &Service,
     shop: &str,
     body: &[u8],
+    deadline: retry::Deadline,
 ) -> Result<ApiResponse, ApiError> {
-    let customer: AbahaCustomer = parse_body(body)?;
-    if customer.id.trim().is_empty() {
-        return Err(ApiError::validation(
-            "id (the Abaha customer id) is required.",
-        ));
-    }
+    let mut customer: AbahaCustomer = parse_body(body)?;
+    customer.id = crate::push::orders::plan::check_id("id", &customer.id)
+        .map_err(|e| ApiError::validation(e.message).with_details(json!({"field": e.field})))?;
     let phone = customer
         .phone
         .as_deref()
@@ -109,7 +107,10 @@ pub async fn push_from_api(
             "Customer sync is switched off for this shop; switch it on in the connection to push customers.",
         ));
     }
-    let kv = svc.kiotviet_for(&conn).await?;
+    let kv = svc
+        .kiotviet_for(&conn)
+        .await?
+        .with_deadline(deadline.instant());
     let wanted = fingerprint_of_abaha(&customer);
 
     let kv_id = match resolve(svc, &conn, &kv, &customer).await? {
@@ -132,9 +133,16 @@ pub async fn push_from_api(
                 .and_then(link_fingerprint)
                 == Some(wanted.as_str())
             {
-                // R-CUS-3: an echo of what KiotViet already holds changes nothing, and costs no
-                // KiotViet call (so the code, which only KiotViet holds, is not known here).
-                return Ok(answer(200, kv_id, None, "unchanged"));
+                // R-CUS-3: an echo of what KiotViet already holds changes nothing. The answer
+                // still names the KiotViet code (CONTRACTS), which only KiotViet holds: one GET.
+                let code = match kv.customer(kv_id).await {
+                    Ok(c) => c.code,
+                    Err(e) => {
+                        tracing::warn!(shop, customer = %customer.id, error = %e, "could not read the KiotViet customer code");
+                        None
+                    }
+                };
+                return Ok(answer(200, kv_id, code, "unchanged"));
             }
             kv_id
         }
@@ -162,17 +170,24 @@ pub async fn resolve(
         return Ok(Match::Linked(id));
     }
     let key = format!("customer#{}", customer.id);
+    let holder = uuid::Uuid::new_v4().to_string();
     let mut waits = 0;
     loop {
         let now = svc.now();
         match svc
             .store
-            .claim(shop, &key, now + ChronoDuration::seconds(CLAIM_SECS), now)
+            .claim(
+                shop,
+                &key,
+                &holder,
+                now + ChronoDuration::seconds(CLAIM_SECS),
+                now,
+            )
             .await?
         {
             // Never completed on purpose (the record only serialises matching), but a completed
             // record must not block either.
-            Claim::Claimed | Claim::Completed(_) => break,
+            Claim::Claimed { .. } | Claim::Completed(_) => break,
             Claim::InProgress { until } => {
                 if waits >= WAIT_STEPS {
                     let secs = (until - now).num_seconds().clamp(1, CLAIM_SECS) as u64;
@@ -189,7 +204,7 @@ pub async fn resolve(
         }
     }
     let matched = match_or_create(svc, conn, kv, customer).await;
-    if let Err(e) = svc.store.release(shop, &key).await {
+    if let Err(e) = svc.store.release(shop, &key, &holder, true).await {
         tracing::warn!(shop, customer = %customer.id, error = %e, "could not release a customer claim");
     }
     matched
@@ -226,7 +241,19 @@ async fn match_or_create(
         }
     }
     let write = mapping::customers::customer_write(customer, conn.branch_id);
-    let created = kv.create_customer(&write).await.map_err(kv_error)?;
+    let created = kv.create_customer(&write).await.map_err(|e| {
+        if crate::push::orders::plan::landed(&e) == crate::push::orders::plan::Landed::Maybe {
+            tracing::warn!(shop, customer = %customer.id, error = %e, "customer POST may have reached KiotViet");
+            return ApiError::new(
+                502,
+                "kiotviet_unavailable",
+                "KiotViet FnB did not confirm the new customer in time; it may have been created there. Retrying is safe: the push looks for the customer by phone before creating one.",
+            )
+            .with_retry_after(30)
+            .with_details(json!({"may_have_reached_kiotviet": true}));
+        }
+        kv_error(e)
+    })?;
     store_link(svc, shop, &customer.id, &created).await?;
     Ok(Match::Created(created))
 }
@@ -284,6 +311,9 @@ pub fn kv_error(e: KvError) -> ApiError {
             "kiotviet_rejected",
             "KiotViet FnB refused the connection's Client ID and secret. Update the connection with the values from KiotViet FnB.",
         ),
+        KvError::RateLimited {
+            retry_after: Some(wait),
+        } => ApiError::kiotviet_unavailable().with_retry_after(wait.as_secs().max(1)),
         _ => ApiError::kiotviet_unavailable(),
     }
 }

@@ -1,69 +1,56 @@
-//! Orders Abaha → KiotViet FnB (R-ORD-1…8), exactly once (R-ORD-5).
+//! Orders Abaha → KiotViet FnB (R-ORD-1…8): every Abaha order is at most one KiotViet sale,
+//! however pushes interleave, crash or stall (R-ORD-5).
 //!
-//! Exactly once rests on two things. An idempotency record is claimed with one conditional write
-//! before KiotViet is called, and completed with KiotViet's answer, which later pushes replay. The
-//! window that leaves (KiotViet accepted, the process died before the record said so) is closed
-//! by an attempt marker written before the call and a reference of ours carried in the KiotViet
-//! order (`DeliveryDetail.DeliveryCode`): a push that finds a marker first looks for an order with
-//! that reference among KiotViet's recent orders and adopts it instead of creating another.
-//!
-//! The links a push leaves (KiotViet order id, order code, our reference → Abaha order) are what
-//! the invoice pull reads to send an invoice back as the same Abaha order (R-INV-2):
-//! [`origins_of`].
+//! One idempotency record per Abaha order id carries the whole state (docs/DESIGN.md "Order
+//! push"): a claim fenced by a holder token, the attempt recorded just before `POST /orders`
+//! (with our reference, which travels in the KiotViet order's delivery code), and at the end the
+//! answer that repeats replay. A claim lasts the holder's deadline plus [`plan::SETTLE`]; a push
+//! that finds an unresolved attempt looks for its reference in KiotViet before creating anything.
+//! The decisions are pure ([`plan`]); this module does the I/O in the order the state machine
+//! needs, and tells a [`PushObserver`] of each step (the model-checking test crashes pushes there).
 
-use std::collections::HashMap;
+pub mod links;
+pub mod plan;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use kiotviet::KvError;
+use kiotviet::{KiotVietClient, KvError};
 use mapping::api::AbahaOrder;
 use mapping::hash::content_hash;
-use mapping::kiotviet::Invoice;
 use mapping::orders::{OrderStatus, PushContext};
+use retry::Deadline;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use store::{Claim, Connection, IdKind, IdLink};
+use store::{Claim, Connection, IdKind};
+
+pub use links::{Origin, order_code_key, origins_of};
+use plan::{Landed, check_order, claim_until, idempotency_key, reference};
 
 use crate::api::{ApiResponse, parse_body};
 use crate::error::ApiError;
 use crate::push::customers::{self, kv_error};
 use crate::service::Service;
 
-/// How long a claim keeps other pushes of the same order waiting.
-const CLAIM_SECS: i64 = 60;
-
-/// Prefix of our reference in a KiotViet order's delivery code.
-const REFERENCE_PREFIX: &str = "ABH-";
-
-/// The key of the ID-map link from a KiotViet order code to the Abaha order (invoices name their
-/// order by code). Codes are strings and the map is keyed by number: a 63-bit hash, negative so it
-/// can never meet a real KiotViet id.
-pub fn order_code_key(code: &str) -> i64 {
-    let digest = Sha256::digest(code.trim().as_bytes());
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&digest[..8]);
-    -((i64::from_be_bytes(b) & i64::MAX).max(1))
+/// The steps of a push between which a process can die; a [`PushObserver`] hears each one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PushStep {
+    /// The claim is ours.
+    Claimed,
+    /// The attempt (our reference) is recorded; `POST /orders` is next.
+    AttemptRecorded,
+    /// KiotViet answered the POST with the order (or an earlier attempt's order was found).
+    Created,
+    /// The links for the invoice pull are written.
+    Linked,
+    /// The record is completed: repeats replay from now on.
+    Completed,
 }
 
-/// The key of the link from our reference (as found in an invoice's delivery block) to the Abaha
-/// order; kept apart from order codes by its own prefix.
-fn reference_key(reference: &str) -> i64 {
-    order_code_key(&format!("ref:{}", reference.trim()))
-}
-
-/// Our reference in the KiotViet order: unique per Abaha order, short enough for a delivery code.
-pub fn reference(order: &AbahaOrder) -> String {
-    format!("{REFERENCE_PREFIX}{}", display_code(order))
-}
-
-/// The order's code as the shop knows it ("DH1001"), else its id.
-fn display_code(order: &AbahaOrder) -> &str {
-    order
-        .code
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .unwrap_or(order.id.trim())
+/// Hears every step of every order push. The service has none; the model-checking test uses
+/// one to pause pushes (interleavings) and to end them where they stand (crashes).
+#[async_trait]
+pub trait PushObserver: Send + Sync {
+    async fn at(&self, order_id: &str, step: PushStep);
 }
 
 /// What a push answered, kept for replays.
@@ -76,18 +63,43 @@ struct Pushed {
     content: String,
 }
 
-/// Written before KiotViet is called; found again only if that attempt did not finish.
+/// Recorded before KiotViet is called; found again only if that attempt did not finish.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Attempt {
     reference: String,
     started_at: DateTime<Utc>,
 }
 
-/// The KiotViet order an interrupted attempt left behind.
+/// The KiotViet order a push created or found.
 struct Found {
     id: i64,
     code: String,
     expected_delivery: Option<String>,
+}
+
+/// How a push ended, before it becomes an HTTP answer.
+#[derive(Debug)]
+pub enum OrderPushed {
+    /// 201: created in KiotViet now, or found there after an interrupted attempt.
+    Created(Value),
+    /// 200: pushed before; the same answer (R-ORD-5), maybe noting an edit (R-ORD-7).
+    Replayed(Value),
+    /// 200: the order came from a KiotViet invoice (the invoice pull made it); nothing is sent.
+    FromInvoice(Value),
+    /// 202: a cancel after the push, listed as a manual action (R-ORD-2).
+    CancelRecorded(Value),
+}
+
+impl From<OrderPushed> for ApiResponse {
+    fn from(p: OrderPushed) -> Self {
+        match p {
+            OrderPushed::Created(body) => ApiResponse::json(201, body),
+            OrderPushed::Replayed(body) | OrderPushed::FromInvoice(body) => {
+                ApiResponse::json(200, body)
+            }
+            OrderPushed::CancelRecorded(body) => ApiResponse::json(202, body),
+        }
+    }
 }
 
 /// `POST /v1/shops/{shop}/orders`.
@@ -95,14 +107,18 @@ pub async fn push_from_api(
     svc: &Service,
     shop: &str,
     body: &[u8],
+    deadline: Deadline,
 ) -> Result<ApiResponse, ApiError> {
     let order: AbahaOrder = parse_body(body)?;
     let status = OrderStatus::parse(&order.status).map_err(|e| {
         ApiError::validation(format!(
             "Unknown order status: {e}. Use one of cart, placed, approved, packed, shipped, completed, closed, cancelled (or Abaha's numeric codes)."
         ))
+        .with_details(json!({"field": "status"}))
     })?;
-    validate(&order, status)?;
+    let order = check_order(order, status).map_err(|e| {
+        ApiError::validation(e.message.clone()).with_details(json!({"field": e.field}))
+    })?;
     let conn = svc
         .store
         .get_connection(shop)
@@ -115,10 +131,8 @@ pub async fn push_from_api(
             "Order sync is switched off for this shop; switch it on in the connection to push orders to KiotViet FnB.",
         ));
     }
-    let key = format!("order#{}", order.id);
-    let content = content_hash(&order_content(&order));
     if status == OrderStatus::Cancelled {
-        return cancel(svc, &conn, &order, &key, content).await;
+        return cancel(svc, &conn, &order, deadline).await.map(Into::into);
     }
     if !status.is_pushable() {
         return Err(ApiError::new(
@@ -131,119 +145,156 @@ pub async fn push_from_api(
         )
         .with_details(json!({"status": status.as_str()})));
     }
+    push(svc, &conn, &order, deadline).await.map(Into::into)
+}
 
-    let now = svc.now();
-    match svc
-        .store
-        .claim(shop, &key, now + ChronoDuration::seconds(CLAIM_SECS), now)
-        .await?
-    {
-        Claim::Completed(stored) => Ok(replay(stored, &content)),
-        Claim::InProgress { until } => Err(in_progress(until, now)),
-        Claim::Claimed => match push_claimed(svc, &conn, &order, &key, content).await {
-            Ok(resp) => Ok(resp),
-            Err(e) => {
-                // The claim is given up so a retry can run; the attempt marker (if KiotViet may
-                // have been reached) stays, so that retry looks for our order first.
-                if let Err(release) = svc.store.release(shop, &key).await {
-                    tracing::warn!(shop, order = %order.id, error = %release, "could not release a push claim");
-                }
-                Err(e)
-            }
-        },
+/// One claim of one push: the key, the holder token, and until when it holds.
+struct Held<'a> {
+    svc: &'a Service,
+    shop: &'a str,
+    key: String,
+    holder: String,
+    until: DateTime<Utc>,
+}
+
+impl<'a> Held<'a> {
+    /// A claim on the order's record for a call that starts `now`, lasting its deadline plus
+    /// [`plan::SETTLE`], under a holder token of its own.
+    fn new(
+        svc: &'a Service,
+        shop: &'a str,
+        order_id: &str,
+        deadline: Deadline,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Held {
+            svc,
+            shop,
+            key: idempotency_key(order_id),
+            holder: uuid::Uuid::new_v4().to_string(),
+            until: claim_until(now, deadline.time_left()),
+        }
+    }
+
+    async fn claim(&self, now: DateTime<Utc>) -> Result<Claim, store::StoreError> {
+        self.svc
+            .store
+            .claim(self.shop, &self.key, &self.holder, self.until, now)
+            .await
+    }
+
+    /// Gives the claim up after a failure (fenced: a claim lost to another is left alone).
+    async fn release(&self, forget_attempt: bool) {
+        if let Err(e) = self
+            .svc
+            .store
+            .release(self.shop, &self.key, &self.holder, forget_attempt)
+            .await
+        {
+            tracing::warn!(shop = self.shop, key = %self.key, error = %e, "could not release a push claim");
+        }
     }
 }
 
-fn in_progress(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
-    let secs = (until - now).num_seconds().clamp(1, CLAIM_SECS) as u64;
-    ApiError::new(
-        409,
-        "push_in_progress",
-        "This order is being pushed right now. Try again in a few seconds; it will not be created twice.",
-    )
-    .with_retry_after(secs)
+/// What to do with the claim when a claimed push fails.
+enum Then {
+    /// Free it at once (keeping any recorded attempt unless told otherwise).
+    Release { forget_attempt: bool },
+    /// Keep it until it expires: a POST may still land, and no one may look for it before then.
+    Keep,
 }
 
-fn marker_key(order: &AbahaOrder) -> String {
-    format!("push#{}", order.id)
+/// Pushes an order already checked ([`check_order`]) and pushable (R-ORD-1).
+pub async fn push(
+    svc: &Service,
+    conn: &Connection,
+    order: &AbahaOrder,
+    deadline: Deadline,
+) -> Result<OrderPushed, ApiError> {
+    let shop = conn.shop_id.as_str();
+    let content = content_hash(&order_content(order));
+    let now = svc.now();
+    let held = Held::new(svc, shop, &order.id, deadline, now);
+    let attempt = match held.claim(now).await? {
+        Claim::Completed(stored) => return replay(stored, &content),
+        Claim::InProgress { until } => return Err(in_progress(until, now)),
+        Claim::Claimed { attempt } => attempt,
+    };
+    svc.observe_push(&order.id, PushStep::Claimed).await;
+    match push_claimed(svc, conn, order, &held, attempt, content, deadline).await {
+        Ok(pushed) => Ok(pushed),
+        Err((error, then)) => {
+            if let Then::Release { forget_attempt } = then {
+                held.release(forget_attempt).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+type Failed = (ApiError, Then);
+
+fn keep_attempt<E: Into<ApiError>>(e: E) -> Failed {
+    (
+        e.into(),
+        Then::Release {
+            forget_attempt: false,
+        },
+    )
 }
 
 async fn push_claimed(
     svc: &Service,
     conn: &Connection,
     order: &AbahaOrder,
-    key: &str,
+    held: &Held<'_>,
+    attempt: Option<Value>,
     content: String,
-) -> Result<ApiResponse, ApiError> {
+    deadline: Deadline,
+) -> Result<OrderPushed, Failed> {
     let shop = conn.shop_id.as_str();
-    // R-ORD-6: every line must map to a KiotViet product, or nothing is created.
-    let mut product_ids = Vec::with_capacity(order.lines.len());
-    let mut unmapped = Vec::new();
-    for (i, line) in order.lines.iter().enumerate() {
-        match svc
+    let attempt = attempt.and_then(|a| serde_json::from_value::<Attempt>(a).ok());
+    if attempt.is_none()
+        && let Some(invoice_id) = svc
             .store
-            .kiotviet_for_abaha(shop, IdKind::Product, &line.product_id)
-            .await?
-        {
-            Some(id) => product_ids.push(id),
-            None => unmapped.push(json!({"index": i, "product_id": line.product_id})),
+            .kiotviet_for_abaha(shop, IdKind::Invoice, &order.id)
+            .await
+            .map_err(keep_attempt)?
+    {
+        // The invoice pull made this Abaha order from a KiotViet sale: pushing it back would
+        // sell it twice (R-SYN-4 links both ways).
+        held.release(true).await;
+        return Ok(from_invoice(order, invoice_id));
+    }
+    let product_ids = mapped_lines(svc, shop, order).await.map_err(keep_attempt)?;
+    let kv = svc
+        .kiotviet_for(conn)
+        .await
+        .map_err(keep_attempt)?
+        .with_deadline(deadline.instant());
+
+    // An earlier attempt that did not finish may have created the order: look before creating.
+    if let Some(prev) = &attempt {
+        match find_order(&kv, prev).await {
+            Ok(Some(found)) => {
+                svc.observe_push(&order.id, PushStep::Created).await;
+                return finish(svc, order, held, &prev.reference, found, content)
+                    .await
+                    .map(|p| OrderPushed::Created(answer(&p, false)));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(shop, order = %order.id, error = %e, "could not check KiotViet for an interrupted push");
+                return Err(keep_attempt(lookup_failed(&e, &prev.reference)));
+            }
         }
     }
-    if !unmapped.is_empty() {
-        return Err(ApiError::new(
-            422,
-            "unmapped_lines",
-            format!(
-                "{} line(s) name products that do not come from KiotViet FnB (or are not synced yet). Sync products first, or replace those products. Nothing was created.",
-                unmapped.len()
-            ),
-        )
-        .with_details(json!({"lines": unmapped})));
-    }
 
-    let kv = svc.kiotviet_for(conn).await?;
-    let reference = reference(order);
-    let marker_key = marker_key(order);
-
-    // A previous attempt that did not finish may have created the order: look before creating.
-    if let Some(found) = find_interrupted(svc, conn, &kv, order).await? {
-        let pushed = finish(svc, shop, order, key, found, content).await?;
-        return Ok(created_answer(&pushed));
-    }
-
-    // R-CUS-2: the order's customer, by the ID map, then by phone, created only if absent.
-    let customer_id = match &order.customer {
-        Some(c) if c.phone.as_deref().is_some_and(|p| !p.trim().is_empty()) => {
-            // A guest without an Abaha id is matched by phone and linked under that phone.
-            let abaha_id = c
-                .id
-                .clone()
-                .filter(|id| !id.trim().is_empty())
-                .unwrap_or_else(|| {
-                    format!(
-                        "phone:{}",
-                        mapping::customers::normalize_phone(c.phone.as_deref().unwrap_or_default())
-                    )
-                });
-            let abaha_customer = mapping::api::AbahaCustomer {
-                id: abaha_id,
-                name: c.name.clone(),
-                phone: c.phone.clone(),
-                email: c.email.clone(),
-                address: None,
-                gender: None,
-                birth_date: None,
-            };
-            Some(
-                customers::resolve(svc, conn, &kv, &abaha_customer)
-                    .await?
-                    .kiotviet_id(),
-            )
-        }
-        _ => None,
-    };
-
+    let customer_id = order_customer(svc, conn, &kv, order)
+        .await
+        .map_err(keep_attempt)?;
     let now = svc.now();
+    let reference = reference(&order.id);
     let body = mapping::orders::build_kv_order(
         order,
         &PushContext {
@@ -254,19 +305,23 @@ async fn push_claimed(
             now,
         },
     );
-    let attempt = Attempt {
+    let record = json!(Attempt {
         reference: reference.clone(),
         started_at: now,
-    };
-    let attempt = serde_json::to_value(&attempt).map_err(|e| {
-        tracing::error!(error = %e, "could not encode a push attempt");
-        ApiError::internal()
-    })?;
-    svc.store
-        .put_checkpoint(shop, &marker_key, &attempt)
-        .await?;
+    });
+    let ours = svc
+        .store
+        .record_attempt(shop, &held.key, &held.holder, &record)
+        .await
+        .map_err(keep_attempt)?;
+    if !ours {
+        // Our claim ran out and another push took over: it decides, we send nothing.
+        return Err((in_progress(held.until, now), Then::Keep));
+    }
+    svc.observe_push(&order.id, PushStep::AttemptRecorded).await;
     match kv.create_order(&body).await {
         Ok(created) => {
+            svc.observe_push(&order.id, PushStep::Created).await;
             let expected = created
                 .order_delivery
                 .as_ref()
@@ -283,61 +338,124 @@ async fn push_claimed(
                 code: created.code.clone().unwrap_or_default(),
                 expected_delivery: expected,
             };
-            let pushed = finish(svc, shop, order, key, found, content).await?;
-            Ok(created_answer(&pushed))
+            finish(svc, order, held, &reference, found, content)
+                .await
+                .map(|p| OrderPushed::Created(answer(&p, false)))
         }
-        Err(e) => {
-            if matches!(
-                e,
-                KvError::Rejected { .. }
-                    | KvError::BudgetExhausted { .. }
-                    | KvError::InvalidCredentials { .. }
-            ) {
-                // KiotViet certainly did not create it: no need to look for it next time.
-                svc.store.clear_checkpoint(shop, &marker_key).await?;
+        Err(e) => match plan::landed(&e) {
+            // KiotViet certainly did not create it: nothing to look for next time.
+            Landed::No => Err((
+                kv_error(e),
+                Then::Release {
+                    forget_attempt: true,
+                },
+            )),
+            Landed::Maybe => {
+                tracing::warn!(shop, order = %order.id, error = %e, "order POST may have reached KiotViet");
+                let wait = plan::seconds_until(held.until, svc.now());
+                Err((
+                    ApiError::new(
+                        502,
+                        "kiotviet_unavailable",
+                        format!(
+                            "KiotViet FnB did not confirm this order in time; it may have been created there. Retry in {wait} seconds: the push then checks KiotViet FnB for it before creating anything, so the order is never made twice."
+                        ),
+                    )
+                    .with_retry_after(wait)
+                    .with_details(json!({"reference": reference, "may_have_reached_kiotviet": true})),
+                    Then::Keep,
+                ))
             }
-            Err(kv_error(e))
-        }
+        },
     }
 }
 
-/// The KiotViet order an earlier, unfinished attempt of this push created, if any. Without an
-/// attempt marker there was no such attempt, and KiotViet is not asked.
-async fn find_interrupted(
+/// R-ORD-6: every line must map to a KiotViet product, or nothing is created.
+async fn mapped_lines(svc: &Service, shop: &str, order: &AbahaOrder) -> Result<Vec<i64>, ApiError> {
+    let mut product_ids = Vec::with_capacity(order.lines.len());
+    let mut unmapped = Vec::new();
+    for (i, line) in order.lines.iter().enumerate() {
+        match svc
+            .store
+            .kiotviet_for_abaha(shop, IdKind::Product, &line.product_id)
+            .await?
+        {
+            Some(id) => product_ids.push(id),
+            None => unmapped.push(json!({"index": i, "product_id": line.product_id})),
+        }
+    }
+    if unmapped.is_empty() {
+        return Ok(product_ids);
+    }
+    Err(ApiError::new(
+        422,
+        "unmapped_lines",
+        format!(
+            "{} line(s) name products that do not come from KiotViet FnB (or are not synced yet). Sync products first, or replace those products. Nothing was created.",
+            unmapped.len()
+        ),
+    )
+    .with_details(json!({"lines": unmapped})))
+}
+
+/// R-CUS-2: the order's customer, by the ID map, then by phone, created only if absent.
+/// A guest without an Abaha id is matched by phone and linked under that phone.
+async fn order_customer(
     svc: &Service,
     conn: &Connection,
-    kv: &kiotviet::KiotVietClient,
+    kv: &KiotVietClient,
     order: &AbahaOrder,
-) -> Result<Option<Found>, ApiError> {
-    let shop = conn.shop_id.as_str();
-    let Some(prev) = svc.store.get_checkpoint(shop, &marker_key(order)).await? else {
+) -> Result<Option<i64>, ApiError> {
+    let Some(c) = &order.customer else {
         return Ok(None);
     };
-    let Ok(prev) = serde_json::from_value::<Attempt>(prev) else {
+    let Some(phone) = c.phone.as_deref().filter(|p| !p.trim().is_empty()) else {
         return Ok(None);
     };
+    let abaha_id =
+        c.id.clone()
+            .filter(|id| !id.trim().is_empty())
+            .unwrap_or_else(|| format!("phone:{}", mapping::customers::normalize_phone(phone)));
+    let abaha_customer = mapping::api::AbahaCustomer {
+        id: abaha_id,
+        name: c.name.clone(),
+        phone: c.phone.clone(),
+        email: c.email.clone(),
+        address: None,
+        gender: None,
+        birth_date: None,
+    };
+    Ok(Some(
+        customers::resolve(svc, conn, kv, &abaha_customer)
+            .await?
+            .kiotviet_id(),
+    ))
+}
+
+/// The KiotViet order an earlier, unfinished attempt created, if any.
+async fn find_order(kv: &KiotVietClient, prev: &Attempt) -> Result<Option<Found>, KvError> {
     // KiotViet stamps orders with its own clock: look a little further back than we started.
     let since = prev.started_at - ChronoDuration::minutes(5);
-    let orders = kv.recent_orders(since).await.map_err(|e| {
-        tracing::warn!(shop, order = %order.id, error = %e, "could not check KiotViet for an interrupted push");
-        ApiError::new(
-            502,
-            "kiotviet_unavailable",
-            "An earlier push of this order was interrupted and KiotViet FnB could not be asked whether it arrived. Nothing new was created; try again in a few minutes.",
-        )
-        .with_details(json!({"reference": prev.reference}))
-    })?;
-    let Some(found) = orders.iter().find(|o| has_reference(o, &prev.reference)) else {
+    let orders = kv.recent_orders(since).await?;
+    let Some(found) = orders
+        .iter()
+        .find(|o| links::has_reference(o, &prev.reference))
+    else {
         return Ok(None);
     };
     let (Some(id), Some(code)) = (
         found.get("id").and_then(Value::as_i64),
         found.get("code").and_then(Value::as_str),
     ) else {
-        tracing::warn!(shop, order = %order.id, "an order with our reference has no id or code; not adopting it");
-        return Ok(None);
+        return Err(KvError::Decode {
+            path: "/orders".into(),
+            message: "an order with our reference has no id or code".into(),
+        });
     };
-    tracing::info!(shop, order = %order.id, kiotviet_order_id = id, "adopting the KiotViet order an interrupted push created");
+    tracing::info!(
+        kiotviet_order_id = id,
+        "found the KiotViet order an interrupted push created"
+    );
     let expected_delivery = found
         .pointer("/orderDelivery/expectedDelivery")
         .and_then(Value::as_str)
@@ -351,75 +469,107 @@ async fn find_interrupted(
 }
 
 /// Records a KiotViet order as this Abaha order's push: links for the invoice pull, then the
-/// idempotency record (replayed from now on), then the attempt marker goes.
+/// completed record (replayed from now on; it forgets the attempt in the same write).
 async fn finish(
     svc: &Service,
-    shop: &str,
     order: &AbahaOrder,
-    key: &str,
+    held: &Held<'_>,
+    reference: &str,
     found: Found,
     content: String,
-) -> Result<Pushed, ApiError> {
+) -> Result<Pushed, Failed> {
+    let shop = held.shop;
     let pushed = Pushed {
         kiotviet_order_id: found.id,
         kiotviet_order_code: found.code,
         expected_delivery: found.expected_delivery,
         content,
     };
-    // Links first: the invoice pull finds the Abaha order by the KiotViet order code, or by our
-    // reference when the invoice list leaves the code out (R-INV-2, see `origins_of`).
-    let link = IdLink {
-        abaha_id: order.id.clone(),
-        hash: None,
-    };
-    let mut links = vec![(pushed.kiotviet_order_id, link.clone())];
-    if !pushed.kiotviet_order_code.is_empty() {
-        links.push((order_code_key(&pushed.kiotviet_order_code), link));
-        // Order links hold no content to hash; this one keeps the KiotViet code in that slot,
-        // so an invoice found by reference still names its order code.
-        links.push((
-            reference_key(&reference(order)),
-            IdLink {
-                abaha_id: order.id.clone(),
-                hash: Some(pushed.kiotviet_order_code.clone()),
-            },
-        ));
+    // From here on the order exists in KiotViet: a failure keeps the claim and the attempt, so
+    // the next push finds this order by its reference instead of creating another.
+    let links = links::push_links(
+        &order.id,
+        reference,
+        pushed.kiotviet_order_id,
+        &pushed.kiotviet_order_code,
+    );
+    svc.store
+        .put_links(shop, IdKind::Order, &links)
+        .await
+        .map_err(|e| (ApiError::from(e), Then::Keep))?;
+    svc.observe_push(&order.id, PushStep::Linked).await;
+    let record = json!(pushed);
+    let ours = svc
+        .store
+        .complete(shop, &held.key, &held.holder, &record)
+        .await
+        .map_err(|e| (ApiError::from(e), Then::Keep))?;
+    if !ours {
+        // Another push took over after our claim ran out; it finds this same order by its
+        // reference. What we created is still the truth to tell.
+        tracing::warn!(shop, order = %order.id, "push finished after its claim was taken over");
     }
-    svc.store.put_links(shop, IdKind::Order, &links).await?;
-    let record = serde_json::to_value(&pushed).map_err(|e| {
-        tracing::error!(error = %e, "could not encode a push record");
-        ApiError::internal()
-    })?;
-    svc.store.complete(shop, key, &record).await?;
-    svc.store.clear_checkpoint(shop, &marker_key(order)).await?;
+    svc.observe_push(&order.id, PushStep::Completed).await;
     tracing::info!(shop, order = %order.id, kiotviet_order_id = pushed.kiotviet_order_id, code = %pushed.kiotviet_order_code, "order pushed");
     Ok(pushed)
 }
 
-fn created_answer(p: &Pushed) -> ApiResponse {
-    ApiResponse::json(
-        201,
-        json!({
-            "kiotviet_order_id": p.kiotviet_order_id,
-            "kiotviet_order_code": p.kiotviet_order_code,
-            "expected_delivery": p.expected_delivery,
-            "replayed": false,
-        }),
-    )
-}
-
-/// R-ORD-5 replay; R-ORD-7: an edited order is not pushed again, and the answer says why.
-fn replay(stored: Value, content: &str) -> ApiResponse {
-    let pushed: Option<Pushed> = serde_json::from_value(stored).ok();
-    let Some(p) = pushed else {
-        return ApiError::internal().into();
-    };
-    let mut body = json!({
+fn answer(p: &Pushed, replayed: bool) -> Value {
+    json!({
         "kiotviet_order_id": p.kiotviet_order_id,
         "kiotviet_order_code": p.kiotviet_order_code,
         "expected_delivery": p.expected_delivery,
+        "replayed": replayed,
+    })
+}
+
+fn from_invoice(order: &AbahaOrder, invoice_id: i64) -> OrderPushed {
+    OrderPushed::FromInvoice(json!({
+        "kiotviet_order_id": null,
+        "kiotviet_order_code": null,
+        "expected_delivery": null,
         "replayed": true,
-    });
+        "kiotviet_invoice_id": invoice_id,
+        "message": format!(
+            "Abaha order {} was made by this service from KiotViet FnB invoice {invoice_id}: the sale is already in KiotViet FnB, so nothing was sent.",
+            order.id
+        ),
+    }))
+}
+
+/// An interrupted attempt could not be looked for: nothing new is created, and the owner is told
+/// what to check when KiotViet cannot list orders at all (`GET /orders` is unconfirmed on FnB).
+fn lookup_failed(e: &KvError, reference: &str) -> ApiError {
+    let message = match e {
+        KvError::NotFound { .. } => format!(
+            "An earlier push of this order was interrupted, and this KiotViet FnB shop does not let us list its orders to see whether it arrived. Nothing new was created: look in KiotViet FnB for an order whose delivery code is {reference} before creating it by hand."
+        ),
+        _ => "An earlier push of this order was interrupted and KiotViet FnB could not be asked whether it arrived. Nothing new was created; try again in a few minutes.".to_string(),
+    };
+    ApiError::new(502, "kiotviet_unavailable", message)
+        .with_retry_after(30)
+        .with_details(json!({"reference": reference}))
+}
+
+fn in_progress(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
+    let secs = plan::seconds_until(until, now);
+    ApiError::new(
+        409,
+        "push_in_progress",
+        format!(
+            "This order is being pushed right now, or an attempt KiotViet FnB has not confirmed may still arrive there. Try again in {secs} seconds; it will not be created twice."
+        ),
+    )
+    .with_retry_after(secs)
+}
+
+/// R-ORD-5 replay; R-ORD-7: an edited order is not pushed again, and the answer says why.
+fn replay(stored: Value, content: &str) -> Result<OrderPushed, ApiError> {
+    let p: Pushed = serde_json::from_value(stored).map_err(|e| {
+        tracing::error!(error = %e, "a completed push record cannot be read");
+        ApiError::internal()
+    })?;
+    let mut body = answer(&p, true);
     if p.content != content {
         body["edited_after_push"] = json!(true);
         body["message"] = json!(format!(
@@ -427,7 +577,7 @@ fn replay(stored: Value, content: &str) -> ApiResponse {
             p.kiotviet_order_code
         ));
     }
-    ApiResponse::json(200, body)
+    Ok(OrderPushed::Replayed(body))
 }
 
 /// R-ORD-2: a cancel after the push is not sent to KiotViet; the owner is asked to do it, once
@@ -436,44 +586,34 @@ async fn cancel(
     svc: &Service,
     conn: &Connection,
     order: &AbahaOrder,
-    key: &str,
-    content: String,
-) -> Result<ApiResponse, ApiError> {
+    deadline: Deadline,
+) -> Result<OrderPushed, ApiError> {
     let shop = conn.shop_id.as_str();
     let now = svc.now();
+    let held = Held::new(svc, shop, &order.id, deadline, now);
     // Reading through a claim: Completed means pushed. A fresh claim is held while an interrupted
     // push is looked for, then released.
-    let pushed = match svc
-        .store
-        .claim(shop, key, now + ChronoDuration::seconds(CLAIM_SECS), now)
-        .await?
-    {
-        Claim::Completed(v) => serde_json::from_value::<Pushed>(v).ok(),
+    let stored = match held.claim(now).await? {
+        Claim::Completed(v) => Some(serde_json::from_value::<Pushed>(v).map_err(|e| {
+            tracing::error!(error = %e, "a completed push record cannot be read");
+            ApiError::internal()
+        })?),
         Claim::InProgress { until } => return Err(in_progress(until, now)),
-        Claim::Claimed => {
-            // An interrupted push may have reached KiotViet although it never completed: then the
-            // order exists there and must be cancelled by hand like any pushed order.
-            let adopted = match svc.store.get_checkpoint(shop, &marker_key(order)).await {
-                Ok(None) => Ok(None),
-                Ok(Some(_)) => match svc.kiotviet_for(conn).await {
-                    Ok(kv) => match find_interrupted(svc, conn, &kv, order).await {
-                        Ok(Some(found)) => finish(svc, shop, order, key, found, content)
-                            .await
-                            .map(Some),
-                        Ok(None) => Ok(None),
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e.into()),
-                },
-                Err(e) => Err(e.into()),
-            };
-            if !matches!(adopted, Ok(Some(_))) {
-                svc.store.release(shop, key).await?;
+        Claim::Claimed { attempt } => {
+            let attempt = attempt.and_then(|a| serde_json::from_value::<Attempt>(a).ok());
+            match adopt_interrupted(svc, conn, order, &held, attempt, deadline).await {
+                Ok(Some(pushed)) => Some(pushed),
+                Ok(None) => None,
+                Err((e, then)) => {
+                    if let Then::Release { forget_attempt } = then {
+                        held.release(forget_attempt).await;
+                    }
+                    return Err(e);
+                }
             }
-            adopted?
         }
     };
-    let Some(p) = pushed else {
+    let Some(p) = stored else {
         return Err(ApiError::new(
             422,
             "status_not_pushable",
@@ -481,24 +621,67 @@ async fn cancel(
         )
         .with_details(json!({"status": "cancelled"})));
     };
+    record_cancel(svc, shop, order, &p, &held.until, now).await
+}
 
+/// For a cancel: an interrupted push may have reached KiotViet although it never completed; then
+/// the order exists there and must be cancelled by hand like any pushed order. Answers the
+/// push when it did; otherwise the claim is released.
+async fn adopt_interrupted(
+    svc: &Service,
+    conn: &Connection,
+    order: &AbahaOrder,
+    held: &Held<'_>,
+    attempt: Option<Attempt>,
+    deadline: Deadline,
+) -> Result<Option<Pushed>, Failed> {
+    let Some(prev) = attempt else {
+        held.release(true).await;
+        return Ok(None);
+    };
+    let kv = svc
+        .kiotviet_for(conn)
+        .await
+        .map_err(keep_attempt)?
+        .with_deadline(deadline.instant());
+    match find_order(&kv, &prev).await {
+        Ok(Some(found)) => {
+            let content = content_hash(&order_content(order));
+            finish(svc, order, held, &prev.reference, found, content)
+                .await
+                .map(Some)
+        }
+        Ok(None) => {
+            held.release(true).await;
+            Ok(None)
+        }
+        Err(e) => Err(keep_attempt(lookup_failed(&e, &prev.reference))),
+    }
+}
+
+async fn record_cancel(
+    svc: &Service,
+    shop: &str,
+    order: &AbahaOrder,
+    p: &Pushed,
+    until: &DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<OrderPushed, ApiError> {
     let cancel_key = format!("cancel#{}", order.id);
+    let holder = uuid::Uuid::new_v4().to_string();
     match svc
         .store
-        .claim(
-            shop,
-            &cancel_key,
-            now + ChronoDuration::seconds(CLAIM_SECS),
-            now,
-        )
+        .claim(shop, &cancel_key, &holder, *until, now)
         .await?
     {
         // Already recorded: the same answer, and no second line in the report.
         Claim::Completed(action) => {
-            return Ok(ApiResponse::json(202, json!({"manual_action": action})));
+            return Ok(OrderPushed::CancelRecorded(
+                json!({"manual_action": action}),
+            ));
         }
         Claim::InProgress { until } => return Err(in_progress(until, now)),
-        Claim::Claimed => {}
+        Claim::Claimed { .. } => {}
     }
     let action = json!({
         "kind": "cancel_order_in_kiotviet",
@@ -506,24 +689,27 @@ async fn cancel(
         "abaha_id": order.id,
         "message": format!(
             "Abaha order {} was cancelled after it reached KiotViet FnB. KiotViet FnB cannot be told by the API: cancel order {} by hand in KiotViet FnB.",
-            display_code(order), p.kiotviet_order_code
+            order.code.as_deref().unwrap_or(&order.id), p.kiotviet_order_code
         ),
     });
     let recorded = match record_manual_action(svc, shop, &action).await {
         Ok(()) => svc
             .store
-            .complete(shop, &cancel_key, &action)
+            .complete(shop, &cancel_key, &holder, &action)
             .await
+            .map(|_| ())
             .map_err(ApiError::from),
         Err(e) => Err(e),
     };
     if let Err(e) = recorded {
-        if let Err(release) = svc.store.release(shop, &cancel_key).await {
+        if let Err(release) = svc.store.release(shop, &cancel_key, &holder, true).await {
             tracing::warn!(shop, order = %order.id, error = %release, "could not release a cancel claim");
         }
         return Err(e);
     }
-    Ok(ApiResponse::json(202, json!({"manual_action": action})))
+    Ok(OrderPushed::CancelRecorded(
+        json!({"manual_action": action}),
+    ))
 }
 
 /// Manual actions outside a sync run go to the shop's latest run report, where the owner reads them.
@@ -549,82 +735,6 @@ async fn record_manual_action(svc: &Service, shop: &str, action: &Value) -> Resu
     Ok(())
 }
 
-fn has_reference(order: &Value, reference: &str) -> bool {
-    let code = order
-        .pointer("/orderDelivery/deliveryCode")
-        .or_else(|| order.pointer("/OrderDelivery/DeliveryCode"))
-        .and_then(Value::as_str);
-    code.map(str::trim) == Some(reference)
-}
-
-/// Where an invoice's order came from, when it was one of our pushes (R-INV-2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub abaha_order_id: String,
-    pub kiotviet_order_code: Option<String>,
-}
-
-/// The Abaha orders that `invoices` were made from, by invoice id; invoices of orders we never
-/// pushed are absent (they become new Abaha orders).
-///
-/// An invoice names its order by `orderCode`. The reference documents that field on the invoice
-/// detail only (reference §5.6), and one `GET /invoices/{id}` per invoice would spend the GET
-/// budget on every overlap re-read. So the list row decides, without another call: its
-/// `orderCode` when present, else our own reference in its delivery block
-/// (`invoiceDelivery.deliveryCode`, which every pushed order carries; the pull lists invoices
-/// with `includeInvoiceDelivery=true`). An invoice that shows neither is not from our push as
-/// far as we can tell, and is sent as a new order.
-pub async fn origins_of(
-    svc: &Service,
-    shop: &str,
-    invoices: &[&Invoice],
-) -> Result<HashMap<i64, Origin>, store::StoreError> {
-    let keys: Vec<(i64, i64)> = invoices
-        .iter()
-        .filter_map(|inv| {
-            let by_code = inv
-                .order_code
-                .as_deref()
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(order_code_key);
-            let by_reference = || {
-                inv.invoice_delivery
-                    .as_ref()
-                    .and_then(|d| d.get("deliveryCode").or_else(|| d.get("DeliveryCode")))
-                    .and_then(Value::as_str)
-                    .map(str::trim)
-                    .filter(|c| c.starts_with(REFERENCE_PREFIX))
-                    .map(reference_key)
-            };
-            by_code.or_else(by_reference).map(|key| (inv.id, key))
-        })
-        .collect();
-    if keys.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let wanted: Vec<i64> = keys.iter().map(|(_, key)| *key).collect();
-    let links = svc.store.get_links(shop, IdKind::Order, &wanted).await?;
-    let by_id: HashMap<i64, &&Invoice> = invoices.iter().map(|inv| (inv.id, inv)).collect();
-    Ok(keys
-        .into_iter()
-        .filter_map(|(invoice_id, key)| {
-            let link = links.get(&key)?;
-            let listed_code = by_id
-                .get(&invoice_id)
-                .and_then(|inv| inv.order_code.clone());
-            Some((
-                invoice_id,
-                Origin {
-                    abaha_order_id: link.abaha_id.clone(),
-                    // A reference link carries the code in its hash slot (see `finish`).
-                    kiotviet_order_code: listed_code.or_else(|| link.hash.clone()),
-                },
-            ))
-        })
-        .collect())
-}
-
 /// What counts as "the same order" for R-ORD-7: lines, fees, total, delivery, note, customer.
 fn order_content(order: &AbahaOrder) -> Value {
     json!({
@@ -632,112 +742,4 @@ fn order_content(order: &AbahaOrder) -> Value {
         "total": order.total, "delivery_time": order.delivery_time, "note": order.note,
         "customer": order.customer, "shipping_address": order.shipping_address,
     })
-}
-
-fn validate(order: &AbahaOrder, status: OrderStatus) -> Result<(), ApiError> {
-    if order.id.trim().is_empty() {
-        return Err(ApiError::validation("id (the Abaha order id) is required."));
-    }
-    if status == OrderStatus::Cancelled {
-        return Ok(());
-    }
-    if order.lines.is_empty() {
-        return Err(ApiError::validation("An order needs at least one line."));
-    }
-    for (i, l) in order.lines.iter().enumerate() {
-        if !(l.quantity.is_finite() && l.quantity > 0.0) {
-            return Err(ApiError::validation(format!(
-                "Line {i}: quantity must be more than 0."
-            )));
-        }
-        if !(l.price.is_finite() && l.price >= 0.0) {
-            return Err(ApiError::validation(format!(
-                "Line {i}: price must be 0 or more."
-            )));
-        }
-        if l.product_id.trim().is_empty() {
-            return Err(ApiError::validation(format!(
-                "Line {i}: product_id is required."
-            )));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn order_code_keys_are_negative_and_stable() {
-        let a = order_code_key("DH000451");
-        assert!(a < 0);
-        assert_eq!(a, order_code_key(" DH000451 "));
-        assert_ne!(a, order_code_key("DH000452"));
-        // A reference never lands on the key of an order code, even one spelled alike.
-        assert_ne!(reference_key("ABH-DH1"), order_code_key("ABH-DH1"));
-    }
-
-    fn memory_service() -> Service {
-        Service::in_memory(crate::Settings::default(), store::MemoryQueue::new())
-    }
-
-    fn invoice(v: Value) -> Invoice {
-        serde_json::from_value(v).unwrap()
-    }
-
-    #[tokio::test]
-    async fn r_inv_2_an_invoice_finds_its_pushed_order_by_code_or_by_our_reference() {
-        // GIVEN Abaha order A-1 (DH1001) pushed as KiotViet order DH000031
-        let svc = memory_service();
-        let order: AbahaOrder =
-            serde_json::from_value(json!({"id": "A-1", "code": "DH1001", "status": "approved"}))
-                .unwrap();
-        let found = Found {
-            id: 9_100_031,
-            code: "DH000031".into(),
-            expected_delivery: None,
-        };
-        finish(&svc, "s", &order, "order#A-1", found, "h".into())
-            .await
-            .unwrap();
-
-        let by_code = invoice(json!({"id": 1, "orderCode": "DH000031"}));
-        let by_reference =
-            invoice(json!({"id": 2, "invoiceDelivery": {"deliveryCode": "ABH-DH1001"}}));
-        let till_delivery =
-            invoice(json!({"id": 3, "invoiceDelivery": {"deliveryCode": "GH000031"}}));
-        let walk_in = invoice(json!({"id": 4}));
-        let other_order = invoice(json!({"id": 5, "orderCode": "DH000032"}));
-        let all = [
-            &by_code,
-            &by_reference,
-            &till_delivery,
-            &walk_in,
-            &other_order,
-        ];
-
-        // WHEN the pull asks where they came from
-        let origins = origins_of(&svc, "s", &all).await.unwrap();
-
-        // THEN the code and, without it, our reference lead to A-1 with the KiotViet code
-        let a1 = Origin {
-            abaha_order_id: "A-1".into(),
-            kiotviet_order_code: Some("DH000031".into()),
-        };
-        assert_eq!(origins.get(&1), Some(&a1));
-        assert_eq!(origins.get(&2), Some(&a1));
-        // AND invoices of other orders, or of none, are not ours
-        assert_eq!(origins.len(), 2, "{origins:?}");
-        // AND another shop's links are not seen
-        assert!(origins_of(&svc, "other", &all).await.unwrap().is_empty());
-    }
-
-    #[test]
-    fn r_ord_5_reference_is_found_in_the_delivery_block() {
-        let o = json!({"id": 1, "code": "DH1", "orderDelivery": {"deliveryCode": "ABH-DH1001"}});
-        assert!(has_reference(&o, "ABH-DH1001"));
-        assert!(!has_reference(&o, "ABH-DH1002"));
-        assert!(!has_reference(&json!({"id": 2}), "ABH-DH1001"));
-    }
 }

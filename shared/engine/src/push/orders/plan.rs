@@ -70,6 +70,13 @@ pub fn claim_until(now: DateTime<Utc>, time_left: Option<Duration>) -> DateTime<
     now + chrono::Duration::from_std(held).unwrap_or(chrono::Duration::seconds(60))
 }
 
+/// Whole seconds from `now` until `until`, rounded up (at least 1): a client that waits exactly
+/// this long as `Retry-After` finds the claim expired.
+pub fn seconds_until(until: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
+    let ms = (until - now).num_milliseconds().max(1);
+    ((ms + 999) / 1000) as u64
+}
+
 /// Whether a failed `POST /orders` may have created the order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Landed {
@@ -92,9 +99,6 @@ pub fn landed(error: &KvError) -> Landed {
         | KvError::BudgetExhausted { .. }
         | KvError::NotFound { .. }
         | KvError::Transport(_) => Landed::No,
-        KvError::Transient {
-            status: Some(429), ..
-        } => Landed::No,
         KvError::Transient { .. } | KvError::Deadline | KvError::Decode { .. } => Landed::Maybe,
     }
 }
@@ -129,10 +133,7 @@ pub fn check_id(name: &str, raw: &str) -> Result<String, FieldError> {
         ));
     }
     if id.chars().any(char::is_control) {
-        return Err(field(
-            name,
-            format!("{name} contains control characters."),
-        ));
+        return Err(field(name, format!("{name} contains control characters.")));
     }
     Ok(id.to_string())
 }
@@ -158,10 +159,7 @@ fn check_amount(name: &str, value: f64, most: f64) -> Result<(), FieldError> {
 /// discount: a surplus is other fees and a shortfall an unlisted reduction (R-ORD-8), so
 /// KiotViet's total always equals Abaha's, which is never negative.
 /// A cancelled order needs only its id (it is never sent).
-pub fn check_order(
-    mut order: AbahaOrder,
-    status: OrderStatus,
-) -> Result<AbahaOrder, FieldError> {
+pub fn check_order(mut order: AbahaOrder, status: OrderStatus) -> Result<AbahaOrder, FieldError> {
     order.id = check_id("id", &order.id)?;
     if let Some(code) = order.code.take() {
         let code = code.trim();
@@ -191,7 +189,10 @@ pub fn check_order(
         line.product_id = check_id(&format!("lines[{i}].product_id"), &line.product_id)?;
         let quantity = format!("lines[{i}].quantity");
         if !(line.quantity.is_finite() && line.quantity > 0.0) {
-            return Err(field(quantity, format!("Line {i}: quantity must be more than 0.")));
+            return Err(field(
+                quantity,
+                format!("Line {i}: quantity must be more than 0."),
+            ));
         }
         if line.quantity > MAX_QUANTITY {
             return Err(field(
@@ -259,7 +260,10 @@ mod tests {
         assert_ne!(odd, reference("đơn 2"));
         let long = "x".repeat(41);
         assert!(reference(&long).starts_with("ABH-~"));
-        assert_eq!(reference(&"x".repeat(40)), format!("ABH-{}", "x".repeat(40)));
+        assert_eq!(
+            reference(&"x".repeat(40)),
+            format!("ABH-{}", "x".repeat(40))
+        );
     }
 
     #[test]
@@ -282,6 +286,15 @@ mod tests {
             now + chrono::Duration::seconds(55)
         );
         assert_eq!(claim_until(now, None), now + chrono::Duration::seconds(60));
+    }
+
+    #[test]
+    fn retry_after_rounds_up_so_a_client_waiting_that_long_is_never_early() {
+        let now = Utc::now();
+        let ms = chrono::Duration::milliseconds;
+        for (left, secs) in [(ms(54_001), 55), (ms(54_000), 54), (ms(1), 1), (ms(-5), 1)] {
+            assert_eq!(seconds_until(now + left, now), secs, "{left}");
+        }
     }
 
     #[test]
@@ -339,7 +352,7 @@ mod tests {
             ("/total", json!(-85000), "total"),
             ("/total", json!(1e13), "total"),
             ("/id", json!("x".repeat(129)), "id"),
-            ("/id", json!("   "), "id"),
+            ("/id", json!("A\u{7}1"), "id"),
             (
                 "/lines/0/product_id",
                 json!("p".repeat(2000)),
