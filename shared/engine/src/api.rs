@@ -116,7 +116,7 @@ pub async fn handle(svc: &Service, req: ApiRequest) -> ApiResponse {
         Err(_) => ApiError::new(
             503,
             "service_unavailable",
-            "This took longer than the service may take to answer. Anything left half-done is finished or undone by the next try; please try again in a minute.",
+            "This took longer than the service may take to answer. Try again in a minute: an order or customer push then checks what the first try left (nothing is created twice); a connection is checked again from the start.",
         )
         .with_retry_after(60)
         .into(),

@@ -114,8 +114,8 @@ impl Settings {
             let secs = v
                 .parse::<u64>()
                 .ok()
-                .filter(|n| (1..=28).contains(n))
-                .ok_or_else(|| format!("API_DEADLINE_SECS must be 1 to 28, got {v:?}"))?;
+                .filter(|n| (1..=25).contains(n))
+                .ok_or_else(|| format!("API_DEADLINE_SECS must be 1 to 25, got {v:?}"))?;
             s.api_deadline = Duration::from_secs(secs);
         }
         s.webhook_base_url = var("WEBHOOK_BASE_URL").map(|v| v.trim_end_matches('/').to_string());

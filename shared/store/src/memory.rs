@@ -393,19 +393,32 @@ impl IdempotencyStore for MemoryStore {
     ) -> Result<Claim, StoreError> {
         let mut state = self.state();
         let record_key = shop_key(shop, key);
-        let live = state
-            .idempotency
-            .get(&record_key)
-            .filter(|r| r.expires_at() > now.timestamp());
-        let attempt = match live {
-            Some(Idem::Completed { answer, .. }) => return Ok(Claim::Completed(answer.clone())),
-            Some(Idem::InProgress { until, .. }) if *until > now => {
+        let record = state.idempotency.get(&record_key);
+        let live = record.is_some_and(|r| r.expires_at() > now.timestamp());
+        let attempt = match record {
+            Some(Idem::Completed { answer, .. }) if live => {
+                return Ok(Claim::Completed(answer.clone()));
+            }
+            // A repeat of our own claim (a retried request) is still ours.
+            Some(Idem::InProgress {
+                holder: h,
+                until,
+                attempt,
+                ..
+            }) if live && *until > now && h == holder => {
+                return Ok(Claim::Claimed {
+                    attempt: attempt.clone(),
+                });
+            }
+            Some(Idem::InProgress { until, .. }) if live && *until > now => {
                 return Ok(Claim::InProgress { until: *until });
             }
+            // As on DynamoDB, an expired record still hands its attempt on: looking once more
+            // is the safe side.
             Some(Idem::InProgress { attempt, .. } | Idem::Released { attempt, .. }) => {
                 attempt.clone()
             }
-            None => None,
+            _ => None,
         };
         state.idempotency.insert(
             record_key,

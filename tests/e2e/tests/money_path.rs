@@ -255,7 +255,15 @@ async fn every_service_api_answer_comes_within_the_deadline_when_kiotviet_hangs(
             answer.headers.contains_key("retry-after"),
             "{method} {path}"
         );
+        // AND nothing was sent that could have landed: no token, so no POST left
+        assert_eq!(
+            answer.body["error"]["details"]["may_have_reached_kiotviet"],
+            Value::Null,
+            "{method} {path}: {}",
+            answer.body
+        );
     }
+    assert_eq!(kv_order_posts(&stack), 0);
     stack.stop().await;
 }
 

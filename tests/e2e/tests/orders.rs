@@ -277,9 +277,23 @@ async fn r_ord_2_a_cancelled_order_never_pushed_is_not_pushed() {
         a.body
     );
     assert_eq!(kv_order_posts(&stack), 0);
-    // AND a later push of the same order in a pushable state is not blocked by it
+    // AND an approval arriving after the cancel (Abaha retries webhooks, out of order) is not
+    // sold either: the cancel is remembered, and the answer says why
     o["status"] = json!("placed");
-    assert_eq!(push(&api, &o).await.status, 201);
+    let late = push(&api, &o).await;
+    assert_eq!(
+        (late.status, code_of(&late)),
+        (422, Some("status_not_pushable")),
+        "{}",
+        late.body
+    );
+    assert!(
+        late.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled before")
+    );
+    assert_eq!(kv_order_posts(&stack), 0);
     stack.stop().await;
 }
 

@@ -8,8 +8,10 @@
 //! has exactly one KiotViet order carrying its reference; every 200/201 answer names that order;
 //! a cancel's manual action names it too; no answer names another order's sale.
 //!
-//! `PUSH_MODEL_SCHEDULES` (default 120) sets how many schedules run; `PUSH_MODEL_SEED` the first
-//! seed. A failure prints the seed and the schedule, so it can be replayed alone.
+//! `PUSH_MODEL_SCHEDULES` (default 250, in-memory store) and `PUSH_MODEL_SCHEDULES_DYNAMODB`
+//! (default 40, DynamoDB adapter on moto) set how many schedules run; `PUSH_MODEL_SEED` the first
+//! seed. A failure prints the seed and the schedule, so it can be replayed alone:
+//! `PUSH_MODEL_SEED=137 PUSH_MODEL_SCHEDULES=1 cargo nextest run -p e2e-tests --test push_model`.
 
 mod support;
 
@@ -110,8 +112,8 @@ fn schedule(rng: &mut Rng) -> Vec<Event> {
                 fault: match rng.below(100) {
                     0..=11 => Some(OrderFault::FailBeforeWrite),
                     12..=23 => Some(OrderFault::FailAfterWrite),
-                    24..=25 => Some(OrderFault::SlowAnswer { ms: 2500 }),
-                    26..=27 => Some(OrderFault::LateWrite { ms: 2500 }),
+                    24 => Some(OrderFault::SlowAnswer { ms: 5000 }),
+                    25 => Some(OrderFault::LateWrite { ms: 5000 }),
                     _ => None,
                 },
             },
@@ -138,22 +140,22 @@ fn orders(seed: u64, m: &[MenuItem]) -> Vec<Value> {
     };
     vec![
         doc(
-            format!("mc{seed}-a"),
+            format!("MC{seed}-A"),
             format!("C{seed}"),
             vec![line(0, 1)],
             Value::Null,
         ),
         doc(
-            format!("mc{seed}-b"),
+            format!("MC{seed}-B"),
             format!("C{seed}"),
             vec![line(1, 2)],
             Value::Null,
         ),
         doc(
-            format!("mc{seed}-c"),
+            format!("MC{seed}-C"),
             format!("D{seed}"),
             vec![line(0, 1), line(2, 1)],
-            json!({"id": format!("U-mc{seed}"), "name": "Khách Model", "phone": format!("09{:08}", seed % 100_000_000)}),
+            json!({"id": format!("U-MC{seed}"), "name": "Khách Model", "phone": format!("09{:08}", seed % 100_000_000)}),
         ),
     ]
 }
@@ -165,8 +167,8 @@ enum Outcome {
 }
 
 /// How long a push may take: enough for a few calls on loopback, and the 2 s the client keeps
-/// as its margin; a `SlowAnswer` of 2.5 s outlasts it.
-const PUSH_DEADLINE: Duration = Duration::from_millis(3200);
+/// as its margin and the 3 s a POST needs to be sent at all; a `SlowAnswer` of 5 s outlasts it.
+const PUSH_DEADLINE: Duration = Duration::from_millis(5000);
 
 async fn run_push(svc: &Service, order: &Value, crash: Option<PushStep>) -> Outcome {
     let crashed = Arc::new(Notify::new());
@@ -243,8 +245,9 @@ async fn run_schedule(
     for (i, doc) in docs.iter().enumerate() {
         let answer = run_push(&world.svc, doc, None).await;
         if let Outcome::Answered(a) = &answer {
+            let refused_as_cancelled = a.status == 422 && cancelled_unpushed(&seen, i);
             assert!(
-                matches!(a.status, 200 | 201),
+                matches!(a.status, 200 | 201) || refused_as_cancelled,
                 "seed {seed}: the clean push of order {i} answered {} {}\nschedule: {events:?}",
                 a.status,
                 a.body
@@ -253,6 +256,15 @@ async fn run_schedule(
         seen.push((i, answer));
     }
     seen
+}
+
+/// Whether a cancel of order `i` was answered "never pushed" (422): from then on it is never sent.
+fn cancelled_unpushed(seen: &[(usize, Outcome)], i: usize) -> bool {
+    seen.iter().any(|(o, outcome)| {
+        *o == i
+            && matches!(outcome, Outcome::Answered(a)
+                if a.status == 422 && a.body["error"]["details"]["status"] == json!("cancelled"))
+    })
 }
 
 fn check(
@@ -271,19 +283,22 @@ fn check(
             by_reference.entry(r.to_string()).or_default().push(id);
         }
     }
-    let sale_of: Vec<i64> = docs
+    let sale_of: Vec<Option<i64>> = docs
         .iter()
-        .map(|d| {
+        .enumerate()
+        .map(|(i, d)| {
             let reference = engine::push::orders::plan::reference(d["id"].as_str().unwrap_or_default());
             let sales = by_reference.get(&reference).cloned().unwrap_or_default();
+            // An order cancelled before it was pushed is never sold; every other exactly once.
+            let wanted = usize::from(!cancelled_unpushed(seen, i));
             assert_eq!(
                 sales.len(),
-                1,
+                wanted,
                 "seed {seed}: order {} has {} KiotViet sales {sales:?}\nschedule: {events:?}\nanswers: {seen:?}",
                 d["id"],
                 sales.len()
             );
-            sales[0]
+            sales.first().copied()
         })
         .collect();
     for (order, outcome) in seen {
@@ -295,9 +310,8 @@ fn check(
             202 => a.body["manual_action"]["kiotviet_id"].as_i64(),
             _ => continue,
         };
-        assert_eq!(
-            named,
-            Some(sale_of[*order]),
+        assert!(
+            named.is_some() && named == sale_of[*order],
             "seed {seed}: an answer for order {order} names another sale: {} {}\nschedule: {events:?}",
             a.status,
             a.body
@@ -305,11 +319,24 @@ fn check(
     }
 }
 
+/// Many schedules on the in-memory store (the same contract as DynamoDB's adapter, held by
+/// shared/store's contract tests), fast enough for hundreds in `make test`.
 #[tokio::test]
 async fn r_ord_5_model_every_schedule_leaves_exactly_one_sale_per_order() {
+    model(true, "PUSH_MODEL_SCHEDULES", 250).await;
+}
+
+/// Fewer schedules on the DynamoDB adapter against moto: the fencing lives in its conditional
+/// expressions, which the in-memory store only imitates.
+#[tokio::test]
+async fn r_ord_5_model_on_dynamodb_every_schedule_leaves_exactly_one_sale_per_order() {
+    model(false, "PUSH_MODEL_SCHEDULES_DYNAMODB", 40).await;
+}
+
+async fn model(in_memory: bool, count_var: &str, default_count: u64) {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let Some((stack, _)) = shop_with_menu(StackOptions {
-        in_memory: true,
+        in_memory,
         clock: Some(clock.clone()),
         ..StackOptions::default()
     })
@@ -324,10 +351,10 @@ async fn r_ord_5_model_every_schedule_leaves_exactly_one_sale_per_order() {
         clock: &clock,
         kv,
     };
-    let count: u64 = std::env::var("PUSH_MODEL_SCHEDULES")
+    let count: u64 = std::env::var(count_var)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(120);
+        .unwrap_or(default_count);
     let first: u64 = std::env::var("PUSH_MODEL_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -339,7 +366,7 @@ async fn r_ord_5_model_every_schedule_leaves_exactly_one_sale_per_order() {
         let events = schedule(&mut rng);
         let docs = orders(seed, &m);
         let seen = run_schedule(&world, seed, &docs, &events).await;
-        let prefix = format!("mc{seed}-");
+        let prefix = format!("MC{seed}-");
         let orders: Vec<Value> = kv_orders(&stack)
             .into_iter()
             .filter(|o| {
@@ -357,7 +384,9 @@ async fn r_ord_5_model_every_schedule_leaves_exactly_one_sale_per_order() {
         }
     }
     // The schedules really reached the edges they are meant to (not a test that cannot fail).
-    eprintln!("push model: {count} schedules, {crashes} crashes, answers by status {answers:?}");
+    eprintln!(
+        "push model (in memory: {in_memory}): {count} schedules, {crashes} crashes, answers by status {answers:?}"
+    );
     assert!(crashes > count as usize / 2, "{crashes} crashes");
     for status in [201, 200, 409, 502] {
         assert!(

@@ -41,9 +41,21 @@ fn idem_sk(key: &str) -> String {
     format!("IDEM#{key}")
 }
 
-/// What an existing, unexpired record means for a new claim.
-fn answer_from(item: Item) -> Result<Claim, StoreError> {
+/// What an existing, unexpired record means for a new claim by `holder`.
+fn answer_from(item: Item, holder: &str) -> Result<Claim, StoreError> {
     let status = get_s(&item, "status", "idempotency item")?;
+    // The SDK retries a request whose answer was lost: our own claim comes back as the "old"
+    // item of a failed condition, and is still ours.
+    if status == IN_PROGRESS
+        && item
+            .get("holder")
+            .and_then(|h| h.as_s().ok())
+            .is_some_and(|h| h == holder)
+    {
+        return Ok(Claim::Claimed {
+            attempt: attempt_of(Some(item))?,
+        });
+    }
     match status {
         COMPLETED => {
             let answer = item
@@ -130,7 +142,7 @@ impl IdempotencyStore for DynamoStore {
                 None => self.read_record(shop, key_).await?,
             };
             match old {
-                Some(item) if !is_expired(&item, now) => return answer_from(item),
+                Some(item) if !is_expired(&item, now) => return answer_from(item, holder),
                 _ => continue,
             }
         }

@@ -470,6 +470,16 @@ pub async fn r_ord_5_idempotency_claim_progress_and_replay(store: &dyn Idempoten
         fresh()
     );
 
+    // WHEN the same holder's claim is repeated (a request retried after its answer was lost)
+    // THEN it is still that holder's
+    assert_eq!(
+        store
+            .claim("shop", "order#A-1", "h1", until, t)
+            .await
+            .expect("repeat of the same claim"),
+        fresh()
+    );
+
     // WHEN a repeat arrives while it runs THEN it is told to come back after `until`
     assert_eq!(
         store

@@ -56,13 +56,31 @@ pub fn push_links(
     links
 }
 
-/// Whether a KiotViet order (as `GET /orders` lists it) carries our reference.
+/// The delivery code of a KiotViet order as `GET /orders` lists it: `None` when the order shows
+/// no delivery block at all (retail calls it `orderDelivery`, the create body `DeliveryDetail`).
+pub fn delivery_code(order: &Value) -> Option<Option<&str>> {
+    let block = [
+        "orderDelivery",
+        "OrderDelivery",
+        "deliveryDetail",
+        "DeliveryDetail",
+    ]
+    .iter()
+    .find_map(|k| order.get(*k).filter(|b| b.is_object()))?;
+    Some(
+        ["deliveryCode", "DeliveryCode"]
+            .iter()
+            .find_map(|k| block.get(*k).and_then(Value::as_str))
+            .map(str::trim),
+    )
+}
+
+/// Whether a KiotViet order carries our reference (case aside: [`super::plan::reference`] stays
+/// unique without it).
 pub fn has_reference(order: &Value, reference: &str) -> bool {
-    let code = order
-        .pointer("/orderDelivery/deliveryCode")
-        .or_else(|| order.pointer("/OrderDelivery/DeliveryCode"))
-        .and_then(Value::as_str);
-    code.map(str::trim) == Some(reference)
+    delivery_code(order)
+        .flatten()
+        .is_some_and(|code| code.eq_ignore_ascii_case(reference))
 }
 
 /// Where an invoice's order came from, when it was one of our pushes (R-INV-2).
@@ -206,5 +224,14 @@ mod tests {
         assert!(has_reference(&o, "ABH-A-1001"));
         assert!(!has_reference(&o, "ABH-A-1002"));
         assert!(!has_reference(&json!({"id": 2}), "ABH-A-1001"));
+        // The create body's name for the block, and a code whose case KiotViet changed
+        let detail = json!({"id": 3, "DeliveryDetail": {"DeliveryCode": " abh-a-1001 "}});
+        assert!(has_reference(&detail, "ABH-A-1001"));
+        // An order without any delivery block cannot tell; one with a block but no code can
+        assert_eq!(delivery_code(&json!({"id": 4})), None);
+        assert_eq!(
+            delivery_code(&json!({"id": 5, "orderDelivery": {}})),
+            Some(None)
+        );
     }
 }

@@ -53,6 +53,17 @@ pub trait PushObserver: Send + Sync {
     async fn at(&self, order_id: &str, step: PushStep);
 }
 
+/// What the completed record of an order says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Record {
+    Pushed(Pushed),
+    /// Cancelled before it was ever pushed (R-ORD-2): a late approval is never sent.
+    Cancelled {
+        cancelled_before_push: bool,
+    },
+}
+
 /// What a push answered, kept for replays.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pushed {
@@ -68,9 +79,14 @@ struct Pushed {
 struct Attempt {
     reference: String,
     started_at: DateTime<Utc>,
+    /// The order KiotViet answered with, recorded first thing after the POST: a push that
+    /// finds it adopts that order without having to list KiotViet's orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created: Option<Found>,
 }
 
 /// The KiotViet order a push created or found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Found {
     id: i64,
     code: String,
@@ -275,7 +291,7 @@ async fn push_claimed(
 
     // An earlier attempt that did not finish may have created the order: look before creating.
     if let Some(prev) = &attempt {
-        match find_order(&kv, prev).await {
+        match find_order(&kv, conn.branch_id, prev).await {
             Ok(Some(found)) => {
                 svc.observe_push(&order.id, PushStep::Created).await;
                 return finish(svc, order, held, &prev.reference, found, content)
@@ -305,9 +321,21 @@ async fn push_claimed(
             now,
         },
     );
+    // The token first, and enough time left to send the POST and hear the answer: what fails
+    // before the attempt is recorded certainly sent nothing, so the merchant may retry at once.
+    kv.ensure_token()
+        .await
+        .map_err(|e| keep_attempt(kv_error(e)))?;
+    if deadline
+        .time_left()
+        .is_some_and(|left| left < plan::MIN_POST_TIME)
+    {
+        return Err(keep_attempt(ApiError::kiotviet_unavailable()));
+    }
     let record = json!(Attempt {
         reference: reference.clone(),
         started_at: now,
+        created: None,
     });
     let ours = svc
         .store
@@ -321,7 +349,6 @@ async fn push_claimed(
     svc.observe_push(&order.id, PushStep::AttemptRecorded).await;
     match kv.create_order(&body).await {
         Ok(created) => {
-            svc.observe_push(&order.id, PushStep::Created).await;
             let expected = created
                 .order_delivery
                 .as_ref()
@@ -338,6 +365,21 @@ async fn push_claimed(
                 code: created.code.clone().unwrap_or_default(),
                 expected_delivery: expected,
             };
+            // What KiotViet answered is the one thing no lookup can give back for sure: keep it
+            // before anything else can fail.
+            let known = json!(Attempt {
+                reference: reference.clone(),
+                started_at: now,
+                created: Some(found.clone()),
+            });
+            if let Err(e) = svc
+                .store
+                .record_attempt(shop, &held.key, &held.holder, &known)
+                .await
+            {
+                tracing::warn!(shop, order = %order.id, error = %e, "could not record the created order; a retry looks it up");
+            }
+            svc.observe_push(&order.id, PushStep::Created).await;
             finish(svc, order, held, &reference, found, content)
                 .await
                 .map(|p| OrderPushed::Created(answer(&p, false)))
@@ -432,11 +474,27 @@ async fn order_customer(
     ))
 }
 
-/// The KiotViet order an earlier, unfinished attempt created, if any.
-async fn find_order(kv: &KiotVietClient, prev: &Attempt) -> Result<Option<Found>, KvError> {
+/// The KiotViet order an earlier, unfinished attempt created, if any: the one it recorded, else
+/// the one KiotViet lists with its reference. A list that shows no delivery blocks at all cannot
+/// tell, and is an error rather than "not there" (that would create the order again).
+async fn find_order(
+    kv: &KiotVietClient,
+    branch_id: i64,
+    prev: &Attempt,
+) -> Result<Option<Found>, KvError> {
+    if let Some(created) = &prev.created {
+        return Ok(Some(created.clone()));
+    }
     // KiotViet stamps orders with its own clock: look a little further back than we started.
     let since = prev.started_at - ChronoDuration::minutes(5);
-    let orders = kv.recent_orders(since).await?;
+    let orders = kv.recent_orders(since, branch_id).await?;
+    if !orders.is_empty() && orders.iter().all(|o| links::delivery_code(o).is_none()) {
+        return Err(KvError::Decode {
+            path: "/orders".into(),
+            message: "the orders list shows no delivery block, so our reference cannot be seen"
+                .into(),
+        });
+    }
     let Some(found) = orders
         .iter()
         .find(|o| links::has_reference(o, &prev.reference))
@@ -493,17 +551,34 @@ async fn finish(
         pushed.kiotviet_order_id,
         &pushed.kiotviet_order_code,
     );
+    let unrecorded = |e: store::StoreError| {
+        tracing::error!(shop, order = %order.id, error = %e, "order is in KiotViet but could not be recorded");
+        let wait = plan::seconds_until(held.until, svc.now());
+        (
+            ApiError::new(
+                503,
+                "service_unavailable",
+                format!(
+                    "KiotViet FnB has this order as {} but our storage could not record it. Retry in {wait} seconds: the push then confirms that same order and creates nothing new.",
+                    pushed.kiotviet_order_code
+                ),
+            )
+            .with_retry_after(wait)
+            .with_details(json!({"kiotviet_order_id": pushed.kiotviet_order_id, "kiotviet_order_code": pushed.kiotviet_order_code})),
+            Then::Keep,
+        )
+    };
     svc.store
         .put_links(shop, IdKind::Order, &links)
         .await
-        .map_err(|e| (ApiError::from(e), Then::Keep))?;
+        .map_err(unrecorded)?;
     svc.observe_push(&order.id, PushStep::Linked).await;
     let record = json!(pushed);
     let ours = svc
         .store
         .complete(shop, &held.key, &held.holder, &record)
         .await
-        .map_err(|e| (ApiError::from(e), Then::Keep))?;
+        .map_err(unrecorded)?;
     if !ours {
         // Another push took over after our claim ran out; it finds this same order by its
         // reference. What we created is still the truth to tell.
@@ -563,12 +638,28 @@ fn in_progress(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
     .with_retry_after(secs)
 }
 
-/// R-ORD-5 replay; R-ORD-7: an edited order is not pushed again, and the answer says why.
-fn replay(stored: Value, content: &str) -> Result<OrderPushed, ApiError> {
-    let p: Pushed = serde_json::from_value(stored).map_err(|e| {
+fn read_record(stored: Value) -> Result<Record, ApiError> {
+    serde_json::from_value(stored).map_err(|e| {
         tracing::error!(error = %e, "a completed push record cannot be read");
         ApiError::internal()
-    })?;
+    })
+}
+
+fn cancelled_before_push() -> ApiError {
+    ApiError::new(
+        422,
+        "status_not_pushable",
+        "This order was cancelled before it was ever pushed to KiotViet FnB, so it is never sent. Create a new order in Abaha if the sale should happen.",
+    )
+    .with_details(json!({"status": "cancelled"}))
+}
+
+/// R-ORD-5 replay; R-ORD-7: an edited order is not pushed again, and the answer says why.
+fn replay(stored: Value, content: &str) -> Result<OrderPushed, ApiError> {
+    let p = match read_record(stored)? {
+        Record::Pushed(p) => p,
+        Record::Cancelled { .. } => return Err(cancelled_before_push()),
+    };
     let mut body = answer(&p, true);
     if p.content != content {
         body["edited_after_push"] = json!(true);
@@ -594,10 +685,10 @@ async fn cancel(
     // Reading through a claim: Completed means pushed. A fresh claim is held while an interrupted
     // push is looked for, then released.
     let stored = match held.claim(now).await? {
-        Claim::Completed(v) => Some(serde_json::from_value::<Pushed>(v).map_err(|e| {
-            tracing::error!(error = %e, "a completed push record cannot be read");
-            ApiError::internal()
-        })?),
+        Claim::Completed(v) => match read_record(v)? {
+            Record::Pushed(p) => Some(p),
+            Record::Cancelled { .. } => None,
+        },
         Claim::InProgress { until } => return Err(in_progress(until, now)),
         Claim::Claimed { attempt } => {
             let attempt = attempt.and_then(|a| serde_json::from_value::<Attempt>(a).ok());
@@ -614,14 +705,58 @@ async fn cancel(
         }
     };
     let Some(p) = stored else {
-        return Err(ApiError::new(
-            422,
-            "status_not_pushable",
-            "This order is cancelled and was never pushed to KiotViet FnB, so there is nothing to do.",
-        )
-        .with_details(json!({"status": "cancelled"})));
+        return cancel_unpushed(svc, shop, order).await;
     };
-    record_cancel(svc, shop, order, &p, &held.until, now).await
+    record_cancel(svc, shop, order, &p).await
+}
+
+/// A cancel of an order that was never pushed: an order the invoice pull made is a KiotViet sale
+/// to cancel by hand (a manual action, like a pushed one); any other is never to be sent, so a
+/// late approval (a webhook retried out of order) cannot sell it.
+async fn cancel_unpushed(
+    svc: &Service,
+    shop: &str,
+    order: &AbahaOrder,
+) -> Result<OrderPushed, ApiError> {
+    if let Some(invoice_id) = svc
+        .store
+        .kiotviet_for_abaha(shop, IdKind::Invoice, &order.id)
+        .await?
+    {
+        let action = json!({
+            "kind": "cancel_order_in_kiotviet",
+            "kiotviet_id": invoice_id,
+            "abaha_id": order.id,
+            "message": format!(
+                "Abaha order {} was cancelled; it is KiotViet FnB invoice {invoice_id}, a sale made at the till. KiotViet FnB cannot be told by the API: cancel the invoice by hand in KiotViet FnB if the sale did not happen.",
+                order.code.as_deref().unwrap_or(&order.id)
+            ),
+        });
+        return record_cancel_action(svc, shop, order, action).await;
+    }
+    // Our claim was released (or the record completed) above; a tombstone is written through a
+    // fresh claim so it cannot overwrite a push that started in between.
+    let now = svc.now();
+    let held = Held::new(svc, shop, &order.id, retry::Deadline::NONE, now);
+    match held.claim(now).await? {
+        Claim::Claimed { attempt: None } => {
+            let tombstone = json!(Record::Cancelled {
+                cancelled_before_push: true
+            });
+            svc.store
+                .complete(shop, &held.key, &held.holder, &tombstone)
+                .await?;
+        }
+        Claim::Claimed { attempt: Some(_) } => held.release(false).await,
+        Claim::InProgress { until } => return Err(in_progress(until, now)),
+        Claim::Completed(_) => {}
+    }
+    Err(ApiError::new(
+        422,
+        "status_not_pushable",
+        "This order is cancelled and was never pushed to KiotViet FnB, so there is nothing to do; it will not be sent later either.",
+    )
+    .with_details(json!({"status": "cancelled"})))
 }
 
 /// For a cancel: an interrupted push may have reached KiotViet although it never completed; then
@@ -644,7 +779,7 @@ async fn adopt_interrupted(
         .await
         .map_err(keep_attempt)?
         .with_deadline(deadline.instant());
-    match find_order(&kv, &prev).await {
+    match find_order(&kv, conn.branch_id, &prev).await {
         Ok(Some(found)) => {
             let content = content_hash(&order_content(order));
             finish(svc, order, held, &prev.reference, found, content)
@@ -655,7 +790,11 @@ async fn adopt_interrupted(
             held.release(true).await;
             Ok(None)
         }
-        Err(e) => Err(keep_attempt(lookup_failed(&e, &prev.reference))),
+        Err(e) => {
+            let mut error = lookup_failed(&e, &prev.reference);
+            error.message = "An earlier push of this order was interrupted and KiotViet FnB could not be asked whether it arrived, so the cancel cannot tell yet whether there is a KiotViet order to cancel. Try again in a few minutes.".into();
+            Err(keep_attempt(error))
+        }
     }
 }
 
@@ -664,14 +803,32 @@ async fn record_cancel(
     shop: &str,
     order: &AbahaOrder,
     p: &Pushed,
-    until: &DateTime<Utc>,
-    now: DateTime<Utc>,
+) -> Result<OrderPushed, ApiError> {
+    let action = json!({
+        "kind": "cancel_order_in_kiotviet",
+        "kiotviet_id": p.kiotviet_order_id,
+        "abaha_id": order.id,
+        "message": format!(
+            "Abaha order {} was cancelled after it reached KiotViet FnB. KiotViet FnB cannot be told by the API: cancel order {} by hand in KiotViet FnB.",
+            order.code.as_deref().unwrap_or(&order.id), p.kiotviet_order_code
+        ),
+    });
+    record_cancel_action(svc, shop, order, action).await
+}
+
+/// Lists a cancel's manual action once, however often the cancel arrives.
+async fn record_cancel_action(
+    svc: &Service,
+    shop: &str,
+    order: &AbahaOrder,
+    action: Value,
 ) -> Result<OrderPushed, ApiError> {
     let cancel_key = format!("cancel#{}", order.id);
     let holder = uuid::Uuid::new_v4().to_string();
+    let now = svc.now();
     match svc
         .store
-        .claim(shop, &cancel_key, &holder, *until, now)
+        .claim(shop, &cancel_key, &holder, claim_until(now, None), now)
         .await?
     {
         // Already recorded: the same answer, and no second line in the report.
@@ -683,15 +840,6 @@ async fn record_cancel(
         Claim::InProgress { until } => return Err(in_progress(until, now)),
         Claim::Claimed { .. } => {}
     }
-    let action = json!({
-        "kind": "cancel_order_in_kiotviet",
-        "kiotviet_id": p.kiotviet_order_id,
-        "abaha_id": order.id,
-        "message": format!(
-            "Abaha order {} was cancelled after it reached KiotViet FnB. KiotViet FnB cannot be told by the API: cancel order {} by hand in KiotViet FnB.",
-            order.code.as_deref().unwrap_or(&order.id), p.kiotviet_order_code
-        ),
-    });
     let recorded = match record_manual_action(svc, shop, &action).await {
         Ok(()) => svc
             .store

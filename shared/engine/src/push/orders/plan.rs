@@ -19,6 +19,11 @@ use sha2::{Digest, Sha256};
 /// much, so a takeover looks for the order only once it can no longer appear behind its back.
 pub const SETTLE: Duration = Duration::from_secs(30);
 
+/// Least time a `POST /orders` must have before the deadline to be sent at all: enough to send
+/// it and hear the answer, so a POST is not sent only to be cut off (and then counted as "may
+/// have landed").
+pub const MIN_POST_TIME: Duration = Duration::from_secs(3);
+
 /// The longest a claim lasts when the caller has no deadline (never on the API path).
 pub const NO_DEADLINE_CLAIM: Duration = Duration::from_secs(60);
 
@@ -48,14 +53,16 @@ pub fn idempotency_key(order_id: &str) -> String {
 
 /// Our reference in the KiotViet order (`DeliveryDetail.DeliveryCode`): one per Abaha order id,
 /// never per order code (two orders may share a code; each must find only its own sale).
-/// Plain ids are kept readable (`ABH-A-1001`); any other id becomes `ABH-~` and a 96-bit digest,
-/// which no plain id can spell (`~` is not in a plain id).
+/// Plain ids (upper-case letters, digits, `-_.`) are kept readable (`ABH-A-1001`); any other id
+/// becomes `ABH-~` and a 96-bit hex digest, which no plain id can spell (`~` is not in a plain
+/// id). So references stay unique even if KiotViet changes their case, and are compared without
+/// regard to it.
 pub fn reference(order_id: &str) -> String {
     let plain = order_id.len() <= READABLE_REFERENCE_ID
         && !order_id.is_empty()
-        && order_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && order_id.bytes().all(|b| {
+            b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
     if plain {
         format!("{REFERENCE_PREFIX}{order_id}")
     } else {
@@ -258,11 +265,16 @@ mod tests {
         let odd = reference("đơn 1");
         assert!(odd.starts_with("ABH-~") && odd.len() == 4 + 1 + 24, "{odd}");
         assert_ne!(odd, reference("đơn 2"));
-        let long = "x".repeat(41);
+        // Ids differing only in case stay apart even where KiotViet changes the case
+        assert_ne!(
+            reference("a-1").to_ascii_uppercase(),
+            reference("A-1").to_ascii_uppercase()
+        );
+        let long = "X".repeat(41);
         assert!(reference(&long).starts_with("ABH-~"));
         assert_eq!(
-            reference(&"x".repeat(40)),
-            format!("ABH-{}", "x".repeat(40))
+            reference(&"X".repeat(40)),
+            format!("ABH-{}", "X".repeat(40))
         );
     }
 
