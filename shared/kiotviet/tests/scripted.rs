@@ -522,7 +522,10 @@ async fn customer_search_webhooks_and_recent_orders_send_what_kiotviet_expects()
         .with_ymd_and_hms(2026, 5, 1, 3, 30, 0)
         .single()
         .expect("valid");
-    let orders = client.recent_orders(since, 233443).await.expect("orders");
+    let orders = client
+        .recent_orders(since, None, 233443)
+        .await
+        .expect("orders");
     assert_eq!(orders.len(), 1);
 
     let seen = server.seen();

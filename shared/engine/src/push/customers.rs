@@ -22,7 +22,8 @@ use crate::api::{ApiResponse, parse_body};
 use crate::error::ApiError;
 use crate::service::Service;
 
-/// How long one matching may hold a customer before another push may take over.
+/// How long one matching may hold a customer before another push may take over, when the call
+/// has no deadline (on the API path: its deadline plus the settle time, like an order's claim).
 const CLAIM_SECS: i64 = 30;
 /// How long a push waits for another push of the same customer before answering 409.
 const WAIT_STEP: Duration = Duration::from_millis(100);
@@ -169,28 +170,27 @@ pub async fn resolve(
     {
         return Ok(Match::Linked(id));
     }
-    let key = format!("customer#{}", customer.id);
+    // One matching per phone at a time: a guest order ("phone:…") and the registered customer
+    // with that number would otherwise both miss the search and create the customer twice.
+    let key = match customer.phone.as_deref().and_then(first_phone) {
+        Some(phone) => format!("customer-phone#{phone}"),
+        None => format!("customer#{}", customer.id),
+    };
     let holder = uuid::Uuid::new_v4().to_string();
     let mut waits = 0;
     loop {
         let now = svc.now();
-        match svc
-            .store
-            .claim(
-                shop,
-                &key,
-                &holder,
-                now + ChronoDuration::seconds(CLAIM_SECS),
-                now,
-            )
-            .await?
-        {
+        let until = match kv.deadline().time_left() {
+            Some(left) => crate::push::orders::plan::claim_until(now, Some(left)),
+            None => now + ChronoDuration::seconds(CLAIM_SECS),
+        };
+        match svc.store.claim(shop, &key, &holder, until, now).await? {
             // Never completed on purpose (the record only serialises matching), but a completed
             // record must not block either.
             Claim::Claimed { .. } | Claim::Completed(_) => break,
             Claim::InProgress { until } => {
                 if waits >= WAIT_STEPS {
-                    let secs = (until - now).num_seconds().clamp(1, CLAIM_SECS) as u64;
+                    let secs = crate::push::orders::plan::seconds_until(until, now);
                     return Err(ApiError::new(
                         409,
                         "push_in_progress",
@@ -204,7 +204,12 @@ pub async fn resolve(
         }
     }
     let matched = match_or_create(svc, conn, kv, customer).await;
-    if let Err(e) = svc.store.release(shop, &key, &holder, true).await {
+    // A create that may have reached KiotViet keeps the claim until it can no longer land, so
+    // the next search finds it instead of creating it again.
+    let may_have_landed = matched
+        .as_ref()
+        .is_err_and(|e| e.details.get("may_have_reached_kiotviet") == Some(&Value::Bool(true)));
+    if !may_have_landed && let Err(e) = svc.store.release(shop, &key, &holder, true).await {
         tracing::warn!(shop, customer = %customer.id, error = %e, "could not release a customer claim");
     }
     matched

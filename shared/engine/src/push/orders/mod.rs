@@ -487,7 +487,9 @@ async fn find_order(
     }
     // KiotViet stamps orders with its own clock: look a little further back than we started.
     let since = prev.started_at - ChronoDuration::minutes(5);
-    let orders = kv.recent_orders(since, branch_id).await?;
+    // Orders created well after the attempt cannot be its own (it was cut at its deadline).
+    let until = prev.started_at + ChronoDuration::hours(1);
+    let orders = kv.recent_orders(since, Some(until), branch_id).await?;
     if !orders.is_empty() && orders.iter().all(|o| links::delivery_code(o).is_none()) {
         return Err(KvError::Decode {
             path: "/orders".into(),
