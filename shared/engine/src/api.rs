@@ -251,7 +251,11 @@ async fn authenticate(svc: &Service, req: &ApiRequest, shop: &str) -> Result<Cal
     {
         return Ok(Caller::Shop);
     }
-    if is_some_shop_token(svc, token).await {
+    // Someone else's shop token (403) or no valid token at all (401): one read, however many
+    // shops there are.
+    if let Ok(Some(owner)) = svc.store.shop_of_token(&store::hash_token(token)).await
+        && owner != shop
+    {
         return Err(ApiError::new(
             403,
             "forbidden",
@@ -259,19 +263,6 @@ async fn authenticate(svc: &Service, req: &ApiRequest, shop: &str) -> Result<Cal
         ));
     }
     Err(unauthorized())
-}
-
-/// Distinguishes "a valid token, wrong shop" (403) from "no valid token" (401). Shop tokens are
-/// random and long; the scan only happens on the failure path.
-async fn is_some_shop_token(svc: &Service, token: &str) -> bool {
-    match svc.store.list_connections().await {
-        Ok(conns) => conns.iter().any(|c| {
-            c.shop_token_hash
-                .as_deref()
-                .is_some_and(|h| store::token_matches(h, token))
-        }),
-        Err(_) => false,
-    }
 }
 
 fn unauthorized() -> ApiError {

@@ -178,6 +178,15 @@ impl ConnectionStore for MemoryStore {
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
         Ok(self.state().connections.values().cloned().collect())
     }
+
+    async fn shop_of_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .state()
+            .connections
+            .values()
+            .find(|c| c.shop_token_hash.as_deref() == Some(token_hash))
+            .map(|c| c.shop_id.clone()))
+    }
 }
 
 #[async_trait]

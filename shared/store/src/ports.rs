@@ -28,6 +28,10 @@ pub trait ConnectionStore: Send + Sync {
     /// Every connection, for the scheduler's fan-out (paged internally). An unreadable stored
     /// connection is logged and left out rather than failing the whole list.
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError>;
+    /// The shop whose current shop token hashes to `token_hash`, in one read whatever the number
+    /// of shops (a wrong token must not cost a scan). Kept by `put_connection` and
+    /// `delete_connection`; a rotated token no longer names its shop.
+    async fn shop_of_token(&self, token_hash: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// Seals secrets at rest for one shop (R-CON-4); opening with another shop's id fails.

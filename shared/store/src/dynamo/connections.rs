@@ -6,6 +6,12 @@
 //! `keep_app_product_status` BOOL, `invoice_history_days` N, `shop_token_hash` S|NULL,
 //! `webhook_secret` S|NULL, `webhook_ids` L[N], `created_at` S, `updated_at` S (RFC 3339).
 //!
+//! Shop-token index: `pk = "TOKEN#{shop_token_hash}"`, `sk = "-"`, `shop_id` S — one item per
+//! current shop token, so a request with someone else's token is told apart (403) from a wrong one
+//! (401) in one read, not a read of every connection. Written with the connection; the rotated
+//! token's item is deleted. Connections saved before the index existed get theirs on their next
+//! save (until then another shop's token answers 401, not 403).
+//!
 //! All connections share one partition so the scheduler's fan-out is a paged Query, not a Scan.
 //! A connection is read once per run and written rarely: far below one partition's
 //! 3,000 reads / 1,000 writes per second even for thousands of shops.
@@ -19,6 +25,16 @@ use crate::model::Connection;
 use crate::ports::ConnectionStore;
 
 const PK: &str = "CONNECTIONS";
+
+fn token_pk(token_hash: &str) -> String {
+    format!("TOKEN#{token_hash}")
+}
+
+fn token_hash_of(item: &Item) -> Option<String> {
+    item.get("shop_token_hash")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+}
 
 fn decode(item: Item) -> Result<Connection, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::malformed("connection item", e))
@@ -43,13 +59,30 @@ impl ConnectionStore for DynamoStore {
         let mut item: Item = serde_dynamo::to_item(connection)
             .map_err(|e| StoreError::malformed("connection", e))?;
         item.extend(key(PK, connection.shop_id.as_str()));
-        self.client
+        let out = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(|e| StoreError::aws("dynamodb put_item (connection)", e))?;
+        let old = out.attributes.as_ref().and_then(token_hash_of);
+        if let Some(hash) = &connection.shop_token_hash {
+            let mut index = key(token_pk(hash), "-");
+            index.insert("shop_id".into(), s(connection.shop_id.as_str()));
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(index))
+                .send()
+                .await
+                .map_err(|e| StoreError::aws("dynamodb put_item (shop token index)", e))?;
+        }
+        if let Some(old) = old.filter(|old| Some(old) != connection.shop_token_hash.as_ref()) {
+            self.forget_token(&old).await?;
+        }
         Ok(())
     }
 
@@ -63,10 +96,28 @@ impl ConnectionStore for DynamoStore {
             .send()
             .await
             .map_err(|e| StoreError::aws("dynamodb delete_item (connection)", e))?;
+        if let Some(old) = out.attributes.as_ref().and_then(token_hash_of) {
+            self.forget_token(&old).await?;
+        }
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
+    async fn shop_of_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(token_pk(token_hash), "-")))
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("dynamodb get_item (shop token index)", e))?;
+        Ok(out
+            .item
+            .and_then(|item| item.get("shop_id").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
     async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        // Only the `CONNECTIONS` partition: token index items live in partitions of their own.
         let mut connections = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -102,5 +153,18 @@ impl ConnectionStore for DynamoStore {
             }
         }
         Ok(connections)
+    }
+}
+
+impl DynamoStore {
+    async fn forget_token(&self, token_hash: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(token_pk(token_hash), "-")))
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("dynamodb delete_item (shop token index)", e))?;
+        Ok(())
     }
 }

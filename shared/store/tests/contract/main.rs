@@ -89,6 +89,7 @@ macro_rules! store_contract {
 
 store_contract!(
     r_con_1_connections_round_trip_and_list_every_shop,
+    shop_tokens_name_their_shop_in_one_read_until_rotated_or_disconnected,
     r_syn_2_cursor_never_moves_backwards,
     r_syn_2_checkpoints_are_kept_per_entity_until_cleared,
     r_syn_3_lease_is_exclusive_until_it_expires,

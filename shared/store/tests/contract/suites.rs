@@ -132,6 +132,36 @@ pub async fn r_con_1_connections_round_trip_and_list_every_shop(store: &dyn Conn
     assert_eq!(store.list_connections().await.expect("list").len(), 6);
 }
 
+pub async fn shop_tokens_name_their_shop_in_one_read_until_rotated_or_disconnected(
+    store: &dyn ConnectionStore,
+) {
+    // GIVEN two shops with shop tokens
+    let mut a = connection("tok-a", SealedSecret::from_base64("c2VhbGVk"));
+    a.shop_token_hash = Some("a".repeat(64));
+    let mut b = connection("tok-b", SealedSecret::from_base64("c2VhbGVk"));
+    b.shop_token_hash = Some("b".repeat(64));
+    store.put_connection(&a).await.expect("put a");
+    store.put_connection(&b).await.expect("put b");
+
+    // THEN each token names its shop, and an unknown one none
+    let of = |hash: String| async move { store.shop_of_token(&hash).await.expect("lookup") };
+    assert_eq!(of("a".repeat(64)).await, Some("tok-a".to_string()));
+    assert_eq!(of("b".repeat(64)).await, Some("tok-b".to_string()));
+    assert_eq!(of("c".repeat(64)).await, None);
+
+    // WHEN a's token is rotated and b disconnects
+    a.shop_token_hash = Some("d".repeat(64));
+    store.put_connection(&a).await.expect("rotate a");
+    store.delete_connection("tok-b").await.expect("delete b");
+
+    // THEN only the current token names a shop
+    assert_eq!(of("a".repeat(64)).await, None);
+    assert_eq!(of("d".repeat(64)).await, Some("tok-a".to_string()));
+    assert_eq!(of("b".repeat(64)).await, None);
+    // AND the index is no connection: listing finds only the shop
+    assert_eq!(store.list_connections().await.expect("list").len(), 1);
+}
+
 pub async fn r_con_4_sealed_secret_opens_only_for_its_shop(sealer: &dyn SecretSealer) {
     // GIVEN a client secret sealed for shop A
     let secret = SecretString::from("s3cr3t-Mã-bảo-mật".to_owned());
