@@ -166,6 +166,7 @@ async fn demo() -> Result<(), String> {
             "customer": {"id": "U-77", "name": "Nguyễn Văn A", "phone": "0987654321", "email": null},
             "shipping_address": {"name": "Nguyễn Văn A", "phone": "0987654321", "address": "1 Lê Lợi", "ward": "Bến Nghé", "district": "Quận 1", "province": "Hồ Chí Minh"},
             "lines": lines, "shipping_fee": 15000, "discount": 0, "total": subtotal + 15000.0});
+        let order_doc = order.clone();
         let (s1, b1) = api
             .call(
                 reqwest::Method::POST,
@@ -182,6 +183,33 @@ async fn demo() -> Result<(), String> {
             )
             .await?;
         println!("   second push → {s2} {b2}   (same order: replayed, never doubled)");
+        // An Abaha order the invoice pull made from a till sale, sent back by Abaha's order
+        // webhook: recognised by its reverse link, never sold twice (R-SYN-4).
+        let from_invoice = stack
+            .abaha
+            .as_ref()
+            .map(|a| a.items(&shop, sandbox::abaha::Kind::Orders))
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o["abaha_order_id"].is_null() && o["abaha_id"].is_string());
+        if let Some(made) = from_invoice {
+            let mut echo = order_doc.clone();
+            echo["id"] = made["abaha_id"].clone();
+            echo["code"] = json!(null);
+            echo["status"] = json!("completed");
+            let (s3, b3) = api
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/v1/shops/{shop}/orders"),
+                    Some(echo),
+                )
+                .await?;
+            println!(
+                "   echo of an order made from invoice {} → {s3} {}",
+                made["kiotviet_id"],
+                b3["message"].as_str().unwrap_or_default()
+            );
+        }
         if let Some(kv) = &stack.kiotviet {
             println!("   KiotViet orders created: {}", kv.created_orders().len());
         }
