@@ -29,6 +29,9 @@ pub struct Settings {
     pub invoice_overlap: Duration,
     /// A lease outlives a crashed holder by this much at most (R-SYN-3).
     pub lease_ttl: Duration,
+    /// A pull renews its part's lease every fifth of this while it runs; a holder that missed
+    /// that many renewals is dead, and the part is free for the next delivery or run.
+    pub part_lease_ttl: Duration,
     /// A pull hands over to a continuation when less than this is left before its deadline.
     pub handover_margin: Duration,
     /// Longest time one pull job may run when no Lambda deadline applies (local stack).
@@ -51,6 +54,7 @@ impl Default for Settings {
             overlap: Duration::from_secs(10 * 60),
             invoice_overlap: Duration::from_secs(60 * 60),
             lease_ttl: Duration::from_secs(15 * 60),
+            part_lease_ttl: Duration::from_secs(15),
             handover_margin: Duration::from_secs(20),
             job_budget: Duration::from_secs(240),
             max_body_bytes: 256 * 1024,
