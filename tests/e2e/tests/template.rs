@@ -256,3 +256,66 @@ fn given_the_release_profile_then_a_panic_unwinds_so_one_job_fails_not_the_batch
         "panic = \"abort\" in [profile.release]: one panic would kill every job of a batch"
     );
 }
+
+fn events_dir() -> std::path::PathBuf {
+    local_stack::workspace_root().join("infra/events")
+}
+
+fn read_json(name: &str) -> serde_json::Value {
+    let path = events_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn given_the_sam_local_env_file_then_it_sets_every_variable_the_template_gives_each_function() {
+    // `sam local invoke --env-vars infra/events/env.json`: "Parameters" applies to every function.
+    let env = read_json("env.json");
+    for f in template().functions().unwrap() {
+        let own = &env[f.logical_id.as_str()];
+        assert!(own.is_object(), "env.json has no {}", f.logical_id);
+        for name in f.environment.keys() {
+            assert!(
+                own.get(name).is_some() || env["Parameters"].get(name).is_some(),
+                "env.json lacks {name} for {}",
+                f.logical_id
+            );
+        }
+    }
+}
+
+#[test]
+fn given_the_sam_local_events_then_each_pull_event_carries_a_job_of_its_own_queue() {
+    let t = template();
+    for f in t.functions().unwrap() {
+        let Some(Trigger::Sqs { queue, .. }) = f
+            .triggers
+            .iter()
+            .find(|tr| matches!(tr, Trigger::Sqs { .. }))
+        else {
+            continue;
+        };
+        let event = read_json(&format!("{}-job.json", f.binary));
+        let records = event["Records"].as_array().expect("Records");
+        assert!(!records.is_empty());
+        for r in records {
+            assert!(
+                r["eventSourceARN"]
+                    .as_str()
+                    .is_some_and(|arn| arn.ends_with(&format!(":{queue}"))),
+                "{}: {r}",
+                f.binary
+            );
+            let body = r["body"].as_str().expect("body is a string");
+            let job: engine::SyncJob = serde_json::from_str(body).expect("body is a SyncJob");
+            let expected: Vec<engine::Entity> = match f.binary.as_str() {
+                "catalog-pull" => vec![engine::Entity::Categories, engine::Entity::Products],
+                "customer-pull" => vec![engine::Entity::Customers],
+                _ => vec![engine::Entity::Invoices],
+            };
+            assert_eq!(job.entities, expected, "{}", f.binary);
+        }
+    }
+    // The schedule's event is JSON the dispatcher accepts (it takes any payload).
+    assert!(read_json("dispatcher-schedule.json").is_object());
+}
