@@ -172,7 +172,10 @@ pub async fn start(
         .acquire_lease(shop, RUN_SCOPE, &run_id, until, now)
         .await?
     {
-        LeaseAnswer::Acquired => {}
+        // The shop's previous run, if its lease lapsed unfinished, is reported failed now.
+        LeaseAnswer::Acquired => {
+            crate::sweep::close_abandoned(svc, shop, now).await?;
+        }
         LeaseAnswer::HeldBy { holder, .. } => {
             tracing::info!(shop, run_id = %holder, "run already active");
             return Ok(Started {
@@ -295,6 +298,13 @@ pub async fn finish_if_done(
         .await?;
     svc.store.release_lease(shop, RUN_SCOPE, run_id).await?;
     tracing::info!(shop, run_id, state, "run finished");
+    let seconds = report
+        .get("started_at")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| (svc.now() - t.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or(0.0);
+    crate::metrics::emit(&crate::metrics::run_finished(shop, &report, state, seconds));
     Ok(())
 }
 
