@@ -102,6 +102,12 @@ impl Settings {
                 .map_err(|_| format!("SYNC_JOB_BUDGET_SECS must be a whole number, got {v:?}"))?;
             s.job_budget = Duration::from_secs(secs);
         }
+        if let Some(v) = var("SYNC_LEASE_TTL_SECS") {
+            let secs: u64 = v
+                .parse()
+                .map_err(|_| format!("SYNC_LEASE_TTL_SECS must be a whole number, got {v:?}"))?;
+            s.lease_ttl = Duration::from_secs(secs.max(1));
+        }
         if let Some(v) = var("KIOTVIET_CONCURRENCY") {
             s.kiotviet_concurrency = v
                 .parse::<usize>()

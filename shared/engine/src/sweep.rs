@@ -39,7 +39,11 @@ pub async fn close_abandoned(
         // Its counts so far stay; only the state and the reason change.
         let mut section = match report.pointer(&format!("/entities/{part}")) {
             Some(Value::Object(m)) => m.clone(),
-            _ => Tally::default().to_value().as_object().cloned().unwrap_or_default(),
+            _ => Tally::default()
+                .to_value()
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         };
         section.insert("state".into(), json!("failed"));
         section.insert("message".into(), json!(ABANDONED));

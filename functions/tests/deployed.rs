@@ -1,0 +1,249 @@
+//! End to end in the deployed topology (issue 15): the five real binaries of this crate, each its
+//! own process behind the local Lambda Runtime API (epoch deadlines from the template's Timeout,
+//! killed past it), fed by SQS event-source mappings and an HTTP API built from template.yaml
+//! (`local_stack::deployed`), on moto and the sandboxes. No engine code runs in the test process.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use e2e_tests::Api;
+use local_stack::deployed::{Deployed, DeployedOptions};
+use sandbox::Faults;
+use sandbox::kiotviet::{Counts, DataSize, KvConfig};
+use serde_json::{Value, json};
+
+const SHOP: &str = "cafe-1";
+
+fn binaries() -> BTreeMap<String, std::path::PathBuf> {
+    [
+        ("api", env!("CARGO_BIN_EXE_api")),
+        ("dispatcher", env!("CARGO_BIN_EXE_dispatcher")),
+        ("catalog-pull", env!("CARGO_BIN_EXE_catalog-pull")),
+        ("customer-pull", env!("CARGO_BIN_EXE_customer-pull")),
+        ("invoice-pull", env!("CARGO_BIN_EXE_invoice-pull")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into()))
+    .collect()
+}
+
+fn options(endpoint: String) -> DeployedOptions {
+    DeployedOptions {
+        aws_endpoint: endpoint,
+        name_suffix: format!("-d{:08x}", rand_u32()),
+        binaries: binaries(),
+        stage: Some("prod".into()),
+        ..DeployedOptions::default()
+    }
+}
+
+fn rand_u32() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+fn api(d: &Deployed, prefix: &str) -> Api {
+    Api {
+        http: reqwest::Client::new(),
+        base: format!("{}{prefix}", d.api_url),
+        token: Some(d.admin_token.clone()),
+    }
+}
+
+fn connection(d: &Deployed) -> Value {
+    json!({"account_type": "fnb", "retailer": d.kiotviet.retailer(), "client_id": "demo-client",
+           "client_secret": "demo-secret", "branch_id": d.kiotviet.central_branch_id(),
+           "sync": {"products": true, "customers": true, "orders": true},
+           "keep_app_product_status": true, "invoice_history_days": 30})
+}
+
+async fn start_run(api: &Api, body: Value) -> String {
+    let a = api.post(&format!("/v1/shops/{SHOP}/sync"), body).await;
+    assert_eq!(a.status, 202, "sync: {}", a.body);
+    a.body["run_id"].as_str().expect("run id").to_string()
+}
+
+async fn wait_run(api: &Api, run_id: &str, limit: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let a = api.get(&format!("/v1/shops/{SHOP}/sync/{run_id}")).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        if matches!(
+            a.body["state"].as_str(),
+            Some("succeeded" | "partial" | "failed")
+        ) {
+            return a.body;
+        }
+        assert!(started.elapsed() < limit, "run did not end: {}", a.body);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn invocations(d: &Deployed, binary: &str) -> u32 {
+    d.hosts[binary].invocations.load(Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn given_the_deployed_functions_when_a_shop_connects_and_syncs_through_a_named_stage_then_the_run_succeeds()
+ {
+    let Some(endpoint) = e2e_tests::moto() else {
+        return;
+    };
+    let d = Deployed::start(options(endpoint))
+        .await
+        .expect("deployed topology starts");
+    let prod = api(&d, "/prod");
+    let default = api(&d, "");
+
+    // WHEN the shop connects through the named stage (issue 15: every route was 404 there)
+    let a = prod
+        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
+        .await;
+    assert_eq!(a.status, 200, "connect: {}", a.body);
+    // THEN the same API answers on $default too, and only the template's routes exist
+    let a = default.get(&format!("/v1/shops/{SHOP}/connection")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let stray = reqwest::get(format!("{}/prod/v1/shops/{SHOP}", d.api_url))
+        .await
+        .expect("gateway answers");
+    assert_eq!(stray.status().as_u16(), 404);
+
+    // WHEN a full sync runs: api → queues → three pull processes → Abaha
+    let run_id = start_run(&prod, json!({"full": true})).await;
+    let report = wait_run(&prod, &run_id, Duration::from_secs(120)).await;
+
+    // THEN it succeeded with every part read, each pull in its own process
+    assert_eq!(report["state"], json!("succeeded"), "{report}");
+    for part in ["categories", "products", "customers", "invoices"] {
+        assert!(
+            report["entities"][part]["read"].as_u64().unwrap_or(0) > 0,
+            "{part}: {report}"
+        );
+    }
+    for f in ["catalog-pull", "customer-pull", "invoice-pull"] {
+        assert!(invocations(&d, f) >= 1, "{f} never ran");
+        assert_eq!(
+            d.hosts[f].timeouts.load(Ordering::Relaxed),
+            0,
+            "{f} was killed"
+        );
+    }
+    if let Err(e) = e2e_tests::contract::check_abaha_writes(&d.abaha, SHOP) {
+        panic!("an Abaha Sync API request drifted from its document: {e}");
+    }
+    // AND the schedule's tick (the dispatcher, as Scheduler invokes it) finds the shop
+    let out = d.tick().await.expect("dispatcher answers");
+    assert_eq!(out["shops"], json!(1), "{out}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn given_a_pull_with_a_short_timeout_when_kiotviet_is_slow_then_it_hands_over_at_its_deadline_and_finishes()
+ {
+    let Some(endpoint) = e2e_tests::moto() else {
+        return;
+    };
+    // GIVEN 1,000 customers on a KiotViet answering each page in a second, and a customer pull
+    // whose Timeout leaves one second before the engine's 20 s hand-over margin
+    let mut opts = options(endpoint);
+    opts.kiotviet = Some(KvConfig {
+        size: DataSize::Exact(Counts {
+            categories: 2,
+            products: 10,
+            customers: 1000,
+            invoices: 0,
+        }),
+        ..KvConfig::default()
+    });
+    opts.timeout_override.insert("customer-pull".into(), 21);
+    let d = Deployed::start(opts)
+        .await
+        .expect("deployed topology starts");
+    let prod = api(&d, "/prod");
+    let a = prod
+        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
+        .await;
+    assert_eq!(a.status, 200, "connect: {}", a.body);
+    d.kiotviet.set_faults(Faults {
+        latency_ms: 1000,
+        ..Faults::default()
+    });
+
+    // WHEN the customers sync
+    let run_id = start_run(&prod, json!({"entities": ["customers"], "full": true})).await;
+    let report = wait_run(&prod, &run_id, Duration::from_secs(150)).await;
+
+    // THEN the pull handed over before each deadline (never killed) and read everything
+    assert_eq!(report["state"], json!("succeeded"), "{report}");
+    assert_eq!(
+        report["entities"]["customers"]["read"],
+        json!(1000),
+        "{report}"
+    );
+    let runs = invocations(&d, "customer-pull");
+    assert!(
+        runs >= 2,
+        "one invocation read everything: no hand-over ({runs})"
+    );
+    assert_eq!(
+        d.hosts["customer-pull"].timeouts.load(Ordering::Relaxed),
+        0,
+        "a pull ran past its deadline and was killed"
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn given_a_pull_that_fails_every_delivery_then_its_job_reaches_the_dead_letter_queue_and_the_run_reads_failed()
+ {
+    let Some(endpoint) = e2e_tests::moto() else {
+        return;
+    };
+    // GIVEN a customer pull that cannot start (a bad setting fails it at init, as a missing SSM
+    // parameter would), failed messages back after a second, and a 3 s run lease
+    let mut opts = options(endpoint);
+    opts.function_env.insert(
+        "customer-pull".into(),
+        [("KIOTVIET_CONCURRENCY".to_string(), "99".to_string())].into(),
+    );
+    opts.extra_env
+        .insert("SYNC_LEASE_TTL_SECS".into(), "3".into());
+    opts.redelivery_after = Some(Duration::from_secs(1));
+    let d = Deployed::start(opts)
+        .await
+        .expect("deployed topology starts");
+    let prod = api(&d, "/prod");
+    let a = prod
+        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
+        .await;
+    assert_eq!(a.status, 200, "connect: {}", a.body);
+
+    // WHEN the customers sync
+    let run_id = start_run(&prod, json!({"entities": ["customers"]})).await;
+
+    // THEN after maxReceiveCount (5) failed invocations the job is in the dead-letter queue
+    let started = Instant::now();
+    while d.queue_depth("CustomerDeadLetters").await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no dead letter after {} invocations",
+            invocations(&d, "customer-pull")
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(invocations(&d, "customer-pull") >= 5);
+    // AND once the run's lease lapsed, the next tick reports the run failed with its cause
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    d.tick().await.expect("dispatcher answers");
+    let a = prod.get(&format!("/v1/shops/{SHOP}/sync/{run_id}")).await;
+    assert_eq!(a.body["state"], json!("failed"), "{}", a.body);
+    let message = a.body["entities"]["customers"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("stopped without finishing"), "{}", a.body);
+    d.stop().await;
+}
