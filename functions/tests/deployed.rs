@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use e2e_tests::Api;
 use local_stack::deployed::{Deployed, DeployedOptions};
 use sandbox::Faults;
+use sandbox::abaha::Kind;
 use sandbox::kiotviet::{Counts, DataSize, KvConfig};
 use serde_json::{Value, json};
 
@@ -135,6 +136,41 @@ async fn given_the_deployed_functions_when_a_shop_connects_and_syncs_through_a_n
     if let Err(e) = e2e_tests::contract::check_abaha_writes(&d.abaha, SHOP) {
         panic!("an Abaha Sync API request drifted from its document: {e}");
     }
+
+    // WHEN an Abaha order of two synced products is pushed twice through the stage
+    let menu: Vec<Value> = d
+        .abaha
+        .items(SHOP, Kind::Products)
+        .into_iter()
+        .filter(|p| p["is_topping"] != json!(true) && p["master_kiotviet_id"].is_null())
+        .collect();
+    assert!(menu.len() >= 2, "sellable products synced");
+    let price = |p: &Value| p["price"].as_f64().unwrap_or(0.0);
+    let order = json!({
+        "id": "A-1", "code": "DH1", "status": "approved",
+        "created_at": "2026-11-29T09:00:00+07:00", "delivery_time": null, "note": null,
+        "customer": {"id": "U-1", "name": "Nguyễn Văn A", "phone": "0911222333", "email": null},
+        "shipping_address": {"name": "Nguyễn Văn A", "phone": "0911222333", "address": "1 Lê Lợi",
+                             "ward": "Bến Nghé", "district": "Quận 1", "province": "Hồ Chí Minh"},
+        "lines": [
+            {"product_id": menu[0]["abaha_id"], "quantity": 2, "price": price(&menu[0]), "note": null},
+            {"product_id": menu[1]["abaha_id"], "quantity": 1, "price": price(&menu[1]), "note": null}],
+        "shipping_fee": 15000, "discount": 0,
+        "total": 2.0 * price(&menu[0]) + price(&menu[1]) + 15000.0
+    });
+    let first = prod
+        .post(&format!("/v1/shops/{SHOP}/orders"), order.clone())
+        .await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = prod.post(&format!("/v1/shops/{SHOP}/orders"), order).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    // THEN KiotViet holds one order, and the repeat replayed it (R-ORD-5)
+    assert_eq!(d.kiotviet.created_orders().len(), 1);
+    assert_eq!(again.body["replayed"], json!(true));
+    assert_eq!(
+        again.body["kiotviet_order_id"],
+        first.body["kiotviet_order_id"]
+    );
     // AND the schedule's tick (the dispatcher, as Scheduler invokes it) finds the shop
     let out = d.tick().await.expect("dispatcher answers");
     assert_eq!(out["shops"], json!(1), "{out}");
@@ -245,5 +281,69 @@ async fn given_a_pull_that_fails_every_delivery_then_its_job_reaches_the_dead_le
         .as_str()
         .unwrap_or_default();
     assert!(message.contains("stopped without finishing"), "{}", a.body);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn given_webhooks_registered_at_the_named_stage_when_a_product_is_renamed_then_abaha_has_it_without_a_sync()
+ {
+    let Some(endpoint) = e2e_tests::moto() else {
+        return;
+    };
+    // GIVEN a deployment whose WebhookBaseUrl is the gateway's /prod stage, and a shop connected
+    let mut opts = options(endpoint);
+    opts.webhooks = true;
+    let d = Deployed::start(opts)
+        .await
+        .expect("deployed topology starts");
+    let prod = api(&d, "/prod");
+    let a = prod
+        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
+        .await;
+    assert_eq!(a.status, 200, "connect: {}", a.body);
+    assert_eq!(
+        a.body["connection"]["webhooks_active"],
+        json!(true),
+        "{}",
+        a.body
+    );
+    let id = d
+        .kiotviet
+        .product_ids()
+        .into_iter()
+        .find(|id| {
+            d.kiotviet
+                .product(*id)
+                .is_some_and(|p| p["isTopping"] != json!(true))
+        })
+        .expect("the seeded café has products");
+
+    // WHEN the product is renamed at the till
+    let started = Instant::now();
+    d.kiotviet
+        .rename_product(id, "Cà phê muối (đổi tên)")
+        .expect("renamed");
+
+    // THEN KiotViet's signed delivery went gateway → api → queue → catalog pull → Abaha
+    loop {
+        let renamed = d
+            .abaha
+            .item(SHOP, Kind::Products, id)
+            .is_some_and(|p| p["name"] == json!("Cà phê muối (đổi tên)"));
+        if renamed {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not in Abaha after 10 s; deliveries: {:?}",
+            d.kiotviet.webhook_deliveries()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "change-to-Abaha latency (deployed topology): {} ms",
+        started.elapsed().as_millis()
+    );
+    assert!(invocations(&d, "catalog-pull") >= 1);
     d.stop().await;
 }

@@ -60,6 +60,9 @@ pub struct DeployedOptions {
     pub extra_env: BTreeMap<String, String>,
     /// Extra environment for one function, by binary (e.g. a broken configuration).
     pub function_env: BTreeMap<String, BTreeMap<String, String>>,
+    /// Deploy with `WebhookBaseUrl` = this gateway's named stage (or `$default`), so that
+    /// saving a connection registers the KiotViet sandbox's webhooks here.
+    pub webhooks: bool,
 }
 
 /// A running deployed topology. Dropping it kills the processes.
@@ -147,6 +150,20 @@ impl Deployed {
         .await
         .map_err(StackError::Sandbox)?;
 
+        // The gateway's address first: it is a parameter (WebhookBaseUrl) of the functions.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|source| StackError::Bind {
+                addr: "127.0.0.1:0".into(),
+                source,
+            })?;
+        let api_url = format!(
+            "http://{}",
+            listener.local_addr().map_err(|source| StackError::Bind {
+                addr: "127.0.0.1:0".into(),
+                source,
+            })?
+        );
         // Parameters: the template's defaults, the sandboxes' URLs, suffixed SSM names.
         let admin_token = "local-admin-token".to_string();
         let mut params: HashMap<String, String> = HashMap::new();
@@ -168,6 +185,14 @@ impl Deployed {
         }
         params.insert("KiotVietApiUrl".into(), kiotviet.url());
         params.insert("AbahaApiUrl".into(), abaha.url());
+        if opts.webhooks {
+            let stage = opts
+                .stage
+                .as_deref()
+                .map(|s| format!("/{s}"))
+                .unwrap_or_default();
+            params.insert("WebhookBaseUrl".into(), format!("{api_url}{stage}"));
+        }
         for (param, value) in [
             ("AdminTokenParameter", &admin_token),
             ("AbahaTokenParameter", &abaha_token),
@@ -286,19 +311,6 @@ impl Deployed {
             routes: Arc::new(routes),
             stage: opts.stage.clone(),
         };
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .map_err(|source| StackError::Bind {
-                addr: "127.0.0.1:0".into(),
-                source,
-            })?;
-        let api_url = format!(
-            "http://{}",
-            listener.local_addr().map_err(|source| StackError::Bind {
-                addr: "127.0.0.1:0".into(),
-                source,
-            })?
-        );
         let app = axum::Router::new()
             .fallback(gateway_serve)
             .with_state(gateway);
