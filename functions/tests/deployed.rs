@@ -347,3 +347,90 @@ async fn given_webhooks_registered_at_the_named_stage_when_a_product_is_renamed_
     assert!(invocations(&d, "catalog-pull") >= 1);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn given_a_pull_killed_mid_sync_when_sync_is_pressed_again_then_the_run_resumes_from_its_checkpoint()
+ {
+    let Some(endpoint) = e2e_tests::moto() else {
+        return;
+    };
+    // GIVEN 1,000 customers on a slow KiotViet, a part lease of 2 s and a run counted stalled after
+    // 3 s without renewal (on AWS: 15 s and 60 s), and the template's VisibilityTimeout (30 min):
+    // the killed job's message does not come back during this test
+    let mut opts = options(endpoint);
+    opts.kiotviet = Some(KvConfig {
+        size: DataSize::Exact(Counts {
+            categories: 2,
+            products: 10,
+            customers: 1000,
+            invoices: 0,
+        }),
+        ..KvConfig::default()
+    });
+    for (k, v) in [("PART_LEASE_TTL_SECS", "2"), ("RUN_STALL_SECS", "3")] {
+        opts.extra_env.insert(k.into(), v.into());
+    }
+    let d = Deployed::start(opts)
+        .await
+        .expect("deployed topology starts");
+    let prod = api(&d, "/prod");
+    let a = prod
+        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
+        .await;
+    assert_eq!(a.status, 200, "connect: {}", a.body);
+    d.kiotviet.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
+    let run_id = start_run(&prod, json!({"entities": ["customers"], "full": true})).await;
+
+    // WHEN the customer pull's process is SIGKILLed after its first checkpoint
+    let started = Instant::now();
+    loop {
+        let r = prod.get(&format!("/v1/shops/{SHOP}/sync/{run_id}")).await;
+        if r.body["entities"]["customers"]["read"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 100
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no progress: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.hosts["customer-pull"].sigkill();
+    // AND Sync is pressed again once the dead pull missed its renewals
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let again = prod
+        .post(
+            &format!("/v1/shops/{SHOP}/sync"),
+            json!({"entities": ["customers"]}),
+        )
+        .await;
+
+    // THEN the answer is the same run, which resumes and finishes within the minute
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(again.body["run_id"], json!(run_id));
+    assert_eq!(again.body["already_running"], json!(true));
+    let report = wait_run(&prod, &run_id, Duration::from_secs(60)).await;
+    assert_eq!(report["state"], json!("succeeded"), "{report}");
+    assert_eq!(
+        report["entities"]["customers"]["read"],
+        json!(1000),
+        "{report}"
+    );
+    // AND the report says it was interrupted and resumed
+    let said = report["errors"].as_array().is_some_and(|e| {
+        e.iter().any(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Interrupted"))
+        })
+    });
+    assert!(said, "{report}");
+    d.stop().await;
+}

@@ -472,6 +472,8 @@ pub struct FunctionHost {
     /// Invocations so far, and how many ended with the process killed at its deadline.
     pub invocations: std::sync::atomic::AtomicU32,
     pub timeouts: std::sync::atomic::AtomicU32,
+    /// The running process's id (0: none), for [`FunctionHost::sigkill`].
+    pid: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Clone)]
@@ -556,6 +558,7 @@ impl FunctionHost {
             starts: std::sync::atomic::AtomicU32::new(0),
             invocations: std::sync::atomic::AtomicU32::new(0),
             timeouts: std::sync::atomic::AtomicU32::new(0),
+            pid: std::sync::atomic::AtomicU32::new(0),
         }))
     }
 
@@ -588,8 +591,25 @@ impl FunctionHost {
             .kill_on_drop(true);
         self.starts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        cmd.spawn()
-            .map_err(|e| InvokeError::Exited(format!("{}: {e}", self.binary.display())))
+        let child = cmd
+            .spawn()
+            .map_err(|e| InvokeError::Exited(format!("{}: {e}", self.binary.display())))?;
+        self.pid.store(
+            child.id().unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(child)
+    }
+
+    /// SIGKILL of the process, as when a Lambda container dies mid-invocation (the invocation
+    /// in progress fails; the next one starts a new process).
+    pub fn sigkill(&self) {
+        let pid = self.pid.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if pid != 0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
 
     /// Invokes the function once with `event`, as Lambda does: a cold start if no process runs,
@@ -1043,6 +1063,7 @@ mod tests {
             starts: std::sync::atomic::AtomicU32::new(0),
             invocations: std::sync::atomic::AtomicU32::new(0),
             timeouts: std::sync::atomic::AtomicU32::new(0),
+            pid: std::sync::atomic::AtomicU32::new(0),
         }
     }
 }

@@ -176,7 +176,9 @@ pub async fn start(
         LeaseAnswer::Acquired => {
             crate::sweep::close_abandoned(svc, shop, now).await?;
         }
-        LeaseAnswer::HeldBy { holder, .. } => {
+        LeaseAnswer::HeldBy { holder, until } => {
+            // A run whose pull died is resumed from its checkpoints, not waited out.
+            crate::sweep::resume_if_stalled(svc, conn, &holder, until, now).await?;
             tracing::info!(shop, run_id = %holder, "run already active");
             return Ok(Started {
                 run_id: holder,

@@ -90,6 +90,120 @@ pub async fn close_abandoned(
     Ok(Some(run_id.to_string()))
 }
 
+/// What the owner reads on each part a resume picked up again.
+pub const RESUMED: &str = "Interrupted: its pull stopped (no lease renewal for a while); resumed \
+    from the last checkpoint.";
+/// Resumes of one run after which it is left to lapse and be reported failed: a job that dies
+/// every time must end, not be resumed for ever.
+const MAX_RESUMES: usize = 2;
+
+/// Crash recovery in seconds, not a visibility timeout: when a trigger finds the shop's run
+/// lease held by `run_id` but not renewed for `stall_after`, and none of the run's open parts is
+/// held by a live delivery (their leases lapse 15 s after their heartbeat stops), the pull that
+/// ran it died. Its parts are queued again under the same run id, resuming from their
+/// checkpoints; a late original delivery is fenced (it finds the part held, or ended). The run's
+/// report says so. Answers whether it resumed.
+pub async fn resume_if_stalled(
+    svc: &Service,
+    conn: &store::Connection,
+    run_id: &str,
+    lease_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, store::StoreError> {
+    use crate::jobs::{Entity, SyncJob};
+    use store::LeaseAnswer;
+    let shop = conn.shop_id.as_str();
+    let ttl =
+        chrono::Duration::from_std(svc.settings.lease_ttl).unwrap_or(chrono::Duration::minutes(15));
+    let stall = chrono::Duration::from_std(svc.settings.stall_after)
+        .unwrap_or(chrono::Duration::minutes(1));
+    if lease_until - ttl + stall > now {
+        return Ok(false);
+    }
+    let Some(report) = svc.store.get_run(shop, run_id).await? else {
+        return Ok(false);
+    };
+    let Some(open) = unfinished_parts(&report, now) else {
+        return Ok(false);
+    };
+    let resumes = report
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|e| {
+            e.iter()
+                .filter(|e| e.get("message").and_then(Value::as_str) == Some(RESUMED))
+                .count()
+        })
+        .unwrap_or(0);
+    if resumes >= MAX_RESUMES * open.len().max(1) {
+        return Ok(false);
+    }
+    // A probe of each open part, as a delivery of this run would take it (a real delivery of the
+    // run meeting the probe waits; one of another run is not involved).
+    let probe = format!("{run_id}/probe");
+    for part in &open {
+        match svc
+            .store
+            .acquire_lease(shop, part, &probe, now + chrono::Duration::seconds(5), now)
+            .await?
+        {
+            LeaseAnswer::Acquired => {
+                svc.store.release_lease(shop, part, &probe).await?;
+            }
+            LeaseAnswer::HeldBy { .. } => return Ok(false),
+        }
+    }
+    let parts: Vec<Entity> = Entity::ALL
+        .into_iter()
+        .filter(|e| open.iter().any(|p| p == e.as_str()))
+        .collect();
+    let full = report.get("full").and_then(Value::as_bool).unwrap_or(false);
+    let catalog: Vec<Entity> = parts
+        .iter()
+        .copied()
+        .filter(|e| matches!(e, Entity::Categories | Entity::Products))
+        .collect();
+    let mut jobs: Vec<(Entity, SyncJob)> = Vec::new();
+    if !catalog.is_empty() {
+        let mut job = SyncJob::new(shop, run_id, full);
+        job.entities = catalog.clone();
+        // Invoices wait for the products of the same run (R-INV-2).
+        if parts.contains(&Entity::Invoices) {
+            job.then.push(Entity::Invoices);
+        }
+        jobs.push((catalog[0], job));
+    } else if parts.contains(&Entity::Invoices) {
+        let mut job = SyncJob::new(shop, run_id, full);
+        job.entities = vec![Entity::Invoices];
+        jobs.push((Entity::Invoices, job));
+    }
+    if parts.contains(&Entity::Customers) {
+        let mut job = SyncJob::new(shop, run_id, full);
+        job.entities = vec![Entity::Customers];
+        jobs.push((Entity::Customers, job));
+    }
+    for (first, job) in &jobs {
+        svc.queue
+            .send(first.queue(&svc.settings.queues), &job.to_value(), None)
+            .await?;
+    }
+    svc.store
+        .renew_lease(shop, crate::runs::RUN_SCOPE, run_id, now + ttl)
+        .await?;
+    svc.store
+        .append_errors(
+            shop,
+            run_id,
+            &open
+                .iter()
+                .map(|p| json!({"entity": p, "kiotviet_id": null, "message": RESUMED}))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+    tracing::warn!(shop, run_id, parts = ?open, "interrupted run resumed from its checkpoints");
+    Ok(true)
+}
+
 /// The parts of an open run that will not finish by themselves; None when the run is over or
 /// still legitimately waiting (a budget pause that has not yet passed).
 pub fn unfinished_parts(report: &Value, now: DateTime<Utc>) -> Option<Vec<String>> {
@@ -152,6 +266,88 @@ mod tests {
             unfinished_parts(&overdue, now()),
             Some(vec!["customers".to_string()])
         );
+    }
+
+    fn connection() -> store::Connection {
+        let now = Utc::now();
+        store::Connection {
+            shop_id: "s1".into(),
+            account_type: "fnb".into(),
+            retailer: "cafe".into(),
+            client_id: "id".into(),
+            sealed_secret: store::SealedSecret::from_base64("c2VjcmV0"),
+            branch_id: 1,
+            sync: store::Switches {
+                products: true,
+                customers: true,
+                orders: true,
+            },
+            keep_app_product_status: true,
+            invoice_history_days: 30,
+            shop_token_hash: None,
+            webhook_secret: None,
+            webhook_ids: vec![],
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn given_a_run_not_renewed_for_a_minute_with_no_part_held_then_it_is_resumed_once_fenced()
+    {
+        use store::JobQueue;
+        // GIVEN run-1 whose customer pull died: its run lease last renewed 61 s ago
+        let queue = store::MemoryQueue::new();
+        let mut settings = crate::Settings::default();
+        settings.queues.customers = queue.ensure_queue("customers", "customers-dlq", 5).url;
+        let svc = Service::in_memory(settings, queue.clone());
+        let initial = json!({"run_id": "run-1", "state": "running", "full": false,
+            "entities": {"customers": {"state": "running", "read": 100}},
+            "manual_actions": [], "errors": []});
+        svc.store.create_run("s1", "run-1", &initial).await.unwrap();
+        let ttl = chrono::Duration::minutes(15);
+        let until = now() + ttl - chrono::Duration::seconds(61);
+        // WHEN a part is still held by a live delivery THEN nothing is resumed
+        svc.store
+            .acquire_lease(
+                "s1",
+                "customers",
+                "run-1/live",
+                now() + chrono::Duration::seconds(10),
+                now(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            !resume_if_stalled(&svc, &connection(), "run-1", until, now())
+                .await
+                .unwrap()
+        );
+        svc.store
+            .release_lease("s1", "customers", "run-1/live")
+            .await
+            .unwrap();
+        // WHEN renewed 30 s ago THEN nothing either (it may be between pages)
+        let recent = now() + ttl - chrono::Duration::seconds(30);
+        assert!(
+            !resume_if_stalled(&svc, &connection(), "run-1", recent, now())
+                .await
+                .unwrap()
+        );
+        // WHEN nobody holds the part THEN the customers job is queued again for the same run
+        assert!(
+            resume_if_stalled(&svc, &connection(), "run-1", until, now())
+                .await
+                .unwrap()
+        );
+        let url = svc.settings.queues.customers.clone();
+        let jobs = queue.receive(&url, 10, 0, 30).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].body["run_id"], json!("run-1"));
+        assert_eq!(jobs[0].body["entities"], json!(["customers"]));
+        // AND the report says so
+        let report = svc.store.get_run("s1", "run-1").await.unwrap().unwrap();
+        assert_eq!(report["errors"][0]["message"], json!(RESUMED), "{report}");
     }
 
     #[tokio::test]
