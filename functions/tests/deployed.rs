@@ -354,7 +354,7 @@ async fn given_a_pull_killed_mid_sync_when_sync_is_pressed_again_then_the_run_re
     let Some(endpoint) = e2e_tests::moto() else {
         return;
     };
-    // GIVEN 1,000 customers on a slow KiotViet, a part lease of 2 s and a run counted stalled after
+    // GIVEN 3,000 customers on a slow KiotViet, a part lease of 2 s and a run counted stalled after
     // 3 s without renewal (on AWS: 15 s and 60 s), and the template's VisibilityTimeout (30 min):
     // the killed job's message does not come back during this test
     let mut opts = options(endpoint);
@@ -362,7 +362,7 @@ async fn given_a_pull_killed_mid_sync_when_sync_is_pressed_again_then_the_run_re
         size: DataSize::Exact(Counts {
             categories: 2,
             products: 10,
-            customers: 1000,
+            customers: 3000,
             invoices: 0,
         }),
         ..KvConfig::default()
@@ -378,8 +378,9 @@ async fn given_a_pull_killed_mid_sync_when_sync_is_pressed_again_then_the_run_re
         .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
         .await;
     assert_eq!(a.status, 200, "connect: {}", a.body);
+    // (30 pages, 4 at a time, a second each: the pull runs for about 8 s)
     d.kiotviet.set_faults(Faults {
-        latency_ms: 300,
+        latency_ms: 1000,
         ..Faults::default()
     });
     let run_id = start_run(&prod, json!({"entities": ["customers"], "full": true})).await;
@@ -388,11 +389,15 @@ async fn given_a_pull_killed_mid_sync_when_sync_is_pressed_again_then_the_run_re
     let started = Instant::now();
     loop {
         let r = prod.get(&format!("/v1/shops/{SHOP}/sync/{run_id}")).await;
-        if r.body["entities"]["customers"]["read"]
+        let read = r.body["entities"]["customers"]["read"]
             .as_u64()
-            .unwrap_or(0)
-            >= 100
-        {
+            .unwrap_or(0);
+        if read >= 100 {
+            assert!(
+                read < 3000 && r.body["state"] == json!("running"),
+                "too late to kill: {}",
+                r.body
+            );
             break;
         }
         assert!(
@@ -420,7 +425,7 @@ async fn given_a_pull_killed_mid_sync_when_sync_is_pressed_again_then_the_run_re
     assert_eq!(report["state"], json!("succeeded"), "{report}");
     assert_eq!(
         report["entities"]["customers"]["read"],
-        json!(1000),
+        json!(3000),
         "{report}"
     );
     // AND the report says it was interrupted and resumed
