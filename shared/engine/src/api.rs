@@ -105,9 +105,21 @@ pub async fn handle(svc: &Service, req: ApiRequest) -> ApiResponse {
     let started = std::time::Instant::now();
     let method = req.method.to_ascii_uppercase();
     let path = req.path.clone();
-    let answer = match dispatch(svc, &method, req).await {
-        Ok(resp) => resp,
-        Err(e) => e.into(),
+    let deadline = svc.api_deadline();
+    // The use cases end their own work by the deadline (every KiotViet call is cut there); this
+    // is the backstop that answers in time whatever else was slow. Dropping the work mid-way is
+    // safe: every step leaves state a retry can take over (the order push's claim outlives it).
+    let backstop = svc.settings.api_deadline + std::time::Duration::from_secs(2);
+    let answer = match tokio::time::timeout(backstop, dispatch(svc, &method, req, deadline)).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => e.into(),
+        Err(_) => ApiError::new(
+            503,
+            "service_unavailable",
+            "This took longer than the service may take to answer. Try again in a minute: an order or customer push then checks what the first try left (nothing is created twice); a connection is checked again from the start.",
+        )
+        .with_retry_after(60)
+        .into(),
     };
     tracing::info!(
         method = %method,
@@ -119,7 +131,12 @@ pub async fn handle(svc: &Service, req: ApiRequest) -> ApiResponse {
     answer
 }
 
-async fn dispatch(svc: &Service, method: &str, req: ApiRequest) -> Result<ApiResponse, ApiError> {
+async fn dispatch(
+    svc: &Service,
+    method: &str,
+    req: ApiRequest,
+    deadline: retry::Deadline,
+) -> Result<ApiResponse, ApiError> {
     let Some(route) = route(&req.path) else {
         return Err(ApiError::new(
             404,
@@ -177,17 +194,19 @@ async fn dispatch(svc: &Service, method: &str, req: ApiRequest) -> Result<ApiRes
         ));
     }
     match (route, method) {
-        (Route::Connection(shop), "PUT") => crate::connections::put(svc, &shop, &req).await,
+        (Route::Connection(shop), "PUT") => {
+            crate::connections::put(svc, &shop, &req, deadline).await
+        }
         (Route::Connection(shop), "GET") => crate::connections::get(svc, &shop).await,
         (Route::Connection(shop), "DELETE") => crate::connections::delete(svc, &shop).await,
         (Route::Sync(shop), "POST") => crate::runs::start_from_api(svc, &shop, &req.body).await,
         (Route::Sync(shop), "GET") => crate::runs::latest(svc, &shop).await,
         (Route::Run(shop, run), "GET") => crate::runs::one(svc, &shop, &run).await,
         (Route::Orders(shop), "POST") => {
-            crate::push::orders::push_from_api(svc, &shop, &req.body).await
+            crate::push::orders::push_from_api(svc, &shop, &req.body, deadline).await
         }
         (Route::Customers(shop), "POST") => {
-            crate::push::customers::push_from_api(svc, &shop, &req.body).await
+            crate::push::customers::push_from_api(svc, &shop, &req.body, deadline).await
         }
         _ => Err(ApiError::internal()),
     }

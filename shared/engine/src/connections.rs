@@ -14,7 +14,12 @@ use crate::service::Service;
 const MAX_HISTORY_DAYS: u32 = 365;
 
 /// `PUT /v1/shops/{shop}/connection`.
-pub async fn put(svc: &Service, shop: &str, req: &ApiRequest) -> Result<ApiResponse, ApiError> {
+pub async fn put(
+    svc: &Service,
+    shop: &str,
+    req: &ApiRequest,
+    deadline: retry::Deadline,
+) -> Result<ApiResponse, ApiError> {
     let body: ConnectionBody = parse_body(&req.body)?;
     let existing = svc.store.get_connection(shop).await?;
     let rotate = req
@@ -33,11 +38,13 @@ pub async fn put(svc: &Service, shop: &str, req: &ApiRequest) -> Result<ApiRespo
             ));
         }
     };
-    let kv = svc.kiotviet_with(Credentials {
-        retailer: plan.retailer.clone(),
-        client_id: plan.client_id.clone(),
-        client_secret: secret.clone(),
-    });
+    let kv = svc
+        .kiotviet_with(Credentials {
+            retailer: plan.retailer.clone(),
+            client_id: plan.client_id.clone(),
+            client_secret: secret.clone(),
+        })
+        .with_deadline(deadline.instant());
     let branches = kv
         .check_connection()
         .await

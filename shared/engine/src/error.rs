@@ -77,6 +77,7 @@ impl ApiError {
             "kiotviet_unavailable",
             "KiotViet FnB did not answer in time. Nothing was changed; please try again in a few minutes.",
         )
+        .with_retry_after(30)
     }
 }
 

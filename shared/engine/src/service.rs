@@ -31,6 +31,8 @@ pub struct Service {
     /// KiotViet product id → Abaha product id, per shop: every invoice line needs one, a café
     /// sells the same few hundred products all day, and the link of a product never changes.
     product_ids: Arc<std::sync::Mutex<std::collections::HashMap<(String, i64), String>>>,
+    /// Hears each step of every order push; none in service (the model-checking test sets one).
+    push_observer: Option<Arc<dyn crate::push::orders::PushObserver>>,
 }
 
 /// The parts a [`Service`] is assembled from (tests and the local stack pass fakes or local servers).
@@ -70,6 +72,7 @@ impl Service {
             admin_token_hash,
             slots: Arc::default(),
             product_ids: Arc::default(),
+            push_observer: None,
         }
     }
 
@@ -131,6 +134,27 @@ impl Service {
 
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// This service with `observer` hearing every step of every order push (tests that pause or
+    /// crash pushes between steps).
+    pub fn with_push_observer(
+        mut self,
+        observer: Arc<dyn crate::push::orders::PushObserver>,
+    ) -> Self {
+        self.push_observer = Some(observer);
+        self
+    }
+
+    pub(crate) async fn observe_push(&self, order_id: &str, step: crate::push::orders::PushStep) {
+        if let Some(observer) = &self.push_observer {
+            observer.at(order_id, step).await;
+        }
+    }
+
+    /// The deadline of a service-API call that starts now ([`Settings::api_deadline`]).
+    pub fn api_deadline(&self) -> retry::Deadline {
+        retry::Deadline::after(self.settings.api_deadline)
     }
 
     /// A KiotViet client for one shop's connection: opens the sealed secret, shares the GET budget

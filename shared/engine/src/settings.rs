@@ -45,6 +45,10 @@ pub struct Settings {
     pub webhook_base_url: Option<String>,
     /// KiotViet GETs one shop may have in flight at once within one process (`KIOTVIET_CONCURRENCY`).
     pub kiotviet_concurrency: usize,
+    /// Every service-API call answers within this (`API_DEADLINE_SECS`, default 25): API
+    /// Gateway cuts a call at 30 s and the api function's timeout is 29 s, so what KiotViet has
+    /// not answered by then is answered for it (`kiotviet_unavailable`, with `Retry-After`).
+    pub api_deadline: Duration,
 }
 
 impl Default for Settings {
@@ -64,6 +68,7 @@ impl Default for Settings {
             max_body_bytes: 256 * 1024,
             webhook_base_url: None,
             kiotviet_concurrency: 4,
+            api_deadline: Duration::from_secs(25),
         }
     }
 }
@@ -129,6 +134,14 @@ impl Settings {
                 .ok()
                 .filter(|n| (1..=16).contains(n))
                 .ok_or_else(|| format!("KIOTVIET_CONCURRENCY must be 1 to 16, got {v:?}"))?;
+        }
+        if let Some(v) = var("API_DEADLINE_SECS") {
+            let secs = v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=25).contains(n))
+                .ok_or_else(|| format!("API_DEADLINE_SECS must be 1 to 25, got {v:?}"))?;
+            s.api_deadline = Duration::from_secs(secs);
         }
         s.webhook_base_url = var("WEBHOOK_BASE_URL").map(|v| v.trim_end_matches('/').to_string());
         Ok(s)

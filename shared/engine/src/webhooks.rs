@@ -307,17 +307,19 @@ async fn accept(svc: &Service, shop: &str, req: &ApiRequest) -> Result<Accepted,
     .unwrap_or_else(|| format!("body-{}", &hex::encode(Sha256::digest(&req.body))[..32]));
     let key = format!("webhook#{delivery}");
     let now = svc.now();
+    let holder = uuid::Uuid::new_v4().to_string();
     let claim = svc
         .store
         .claim(
             shop,
             &key,
+            &holder,
             now + ChronoDuration::seconds(CLAIM_FOR_SECS),
             now,
         )
         .await
         .map_err(|e| unavailable("claiming the delivery", &e))?;
-    if !matches!(claim, Claim::Claimed) {
+    if !matches!(claim, Claim::Claimed { .. }) {
         return Ok(Accepted {
             queued: 0,
             ignored: plan.ignored,
@@ -343,13 +345,13 @@ async fn accept(svc: &Service, shop: &str, req: &ApiRequest) -> Result<Accepted,
         if let Err(e) = svc.queue.send(queue, &job.to_value(), None).await {
             // Not queued: free the claim so a redelivery can do it. A job already queued for the
             // other queue runs anyway; applying it twice changes nothing (content hash).
-            let _ = svc.store.release(shop, &key).await;
+            let _ = svc.store.release(shop, &key, &holder, true).await;
             return Err(unavailable("queueing the webhook job", &e));
         }
         queued += 1;
     }
     let answer = json!({"queued": queued});
-    if let Err(e) = svc.store.complete(shop, &key, &answer).await {
+    if let Err(e) = svc.store.complete(shop, &key, &holder, &answer).await {
         // The jobs are queued; an unfinished claim only expires, so a redelivery after that
         // would be queued again, which is harmless.
         tracing::warn!(shop, error = %e, "could not complete the webhook dedupe record");

@@ -92,6 +92,12 @@ impl KiotVietClient {
         Ok(token)
     }
 
+    /// Makes sure a token is at hand, so a write that follows spends its time on the write
+    /// itself (the order push fetches it before recording that it is about to send).
+    pub async fn ensure_token(&self) -> Result<(), KvError> {
+        self.token().await.map(|_| ())
+    }
+
     /// Forget `generation` after the API refused it (a newer token is kept).
     pub(crate) async fn invalidate_token(&self, generation: u64) {
         let mut slot = self.inner.token.lock().await;

@@ -607,18 +607,39 @@ impl KiotVietClient {
             .collect())
     }
 
-    /// Orders modified since `since`, with their delivery block, as raw JSON (all pages). Used
-    /// after a crash to look for our own reference before creating an order again.
-    /// `GET /orders` is unconfirmed on FnB (reference §5.5): a 404 comes back as
+    /// Orders of `branch_id` modified since `since`, with their delivery block, as raw JSON (all
+    /// pages, or until a page reaches orders created after `created_until`), oldest first:
+    /// sorted by creation, so an order edited during the read does not move between pages. Used after a crash to look for our own reference before creating an
+    /// order again. `GET /orders` is unconfirmed on FnB (reference §5.5): a 404 comes back as
     /// [`KvError::NotFound`].
-    pub async fn recent_orders(&self, since: DateTime<Utc>) -> Result<Vec<Value>, KvError> {
+    pub async fn recent_orders(
+        &self,
+        since: DateTime<Utc>,
+        created_until: Option<DateTime<Utc>>,
+        branch_id: i64,
+    ) -> Result<Vec<Value>, KvError> {
         let req = ListRequest::new(ListEntity::Orders)
             .modified_since(since)
-            .with("includeOrderDelivery", "true");
+            .with("includeOrderDelivery", "true")
+            .with("orderBy", "createdDate")
+            .with("branchIds", branch_id.to_string());
         let mut pager = Pager::new(req);
         let mut orders = Vec::new();
         while let Some(page) = pager.next(self).await? {
+            // Oldest first: once a page reaches orders created after `created_until`, the rest
+            // are later still (a retry days later reads a few pages, not every order since).
+            let past = created_until.is_some_and(|until| {
+                page.data.iter().any(|o| {
+                    o.get("createdDate")
+                        .and_then(Value::as_str)
+                        .and_then(|d| mapping::time::parse_kv_datetime(d).ok())
+                        .is_some_and(|d| d > until)
+                })
+            });
             orders.extend(page.data);
+            if past {
+                break;
+            }
         }
         Ok(orders)
     }

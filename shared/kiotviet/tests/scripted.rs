@@ -522,7 +522,10 @@ async fn customer_search_webhooks_and_recent_orders_send_what_kiotviet_expects()
         .with_ymd_and_hms(2026, 5, 1, 3, 30, 0)
         .single()
         .expect("valid");
-    let orders = client.recent_orders(since).await.expect("orders");
+    let orders = client
+        .recent_orders(since, None, 233443)
+        .await
+        .expect("orders");
     assert_eq!(orders.len(), 1);
 
     let seen = server.seen();
@@ -546,6 +549,10 @@ async fn customer_search_webhooks_and_recent_orders_send_what_kiotviet_expects()
         orders.param("lastModifiedFrom").as_deref(),
         Some("2026-05-01T10:30:00")
     );
+    // Oldest first by creation, so an order edited during the read does not shift the pages;
+    // only the connection's branch.
+    assert_eq!(orders.param("orderBy").as_deref(), Some("createdDate"));
+    assert_eq!(orders.param("branchIds").as_deref(), Some("233443"));
 }
 
 #[tokio::test]

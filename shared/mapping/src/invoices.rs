@@ -63,18 +63,20 @@ fn classify_text(text: &str) -> InvoiceClass {
     }
 }
 
-/// The order's customer as far as the invoice tells it; `None` for a walk-in sale.
+/// The order's customer as far as the invoice tells it; `None` for a walk-in sale: no KiotViet
+/// customer and no phone, whatever name the till printed (KiotViet calls them "Khách lẻ").
 pub fn order_customer(inv: &Invoice, phone: Option<String>) -> Option<OrderCustomer> {
     let name = inv
         .customer_name
         .as_deref()
         .map(str::trim)
         .filter(|n| !n.is_empty());
-    if inv.customer_id.is_none() && name.is_none() && phone.is_none() {
+    let kiotviet_id = inv.customer_id.filter(|id| *id > 0);
+    if kiotviet_id.is_none() && phone.is_none() {
         return None;
     }
     Some(OrderCustomer {
-        kiotviet_id: inv.customer_id,
+        kiotviet_id,
         phone,
         name: name.map(str::to_owned),
     })
@@ -290,5 +292,18 @@ mod tests {
     #[test]
     fn r_inv_2_walk_in_sale_has_no_customer() {
         assert_eq!(order_customer(&invoice(json!({"id": 1})), None), None);
+        // KiotViet names a walk-in "Khách lẻ" (and some shops send customerId 0): still none
+        for v in [
+            json!({"id": 1, "customerName": "Khách lẻ"}),
+            json!({"id": 1, "customerName": "Khách lẻ", "customerId": 0}),
+        ] {
+            assert_eq!(order_customer(&invoice(v.clone()), None), None, "{v}");
+        }
+        // AND a guest who left a phone is still carried
+        let guest = order_customer(
+            &invoice(json!({"id": 1, "customerName": "Chị Lan"})),
+            Some("0912345678".into()),
+        );
+        assert_eq!(guest.and_then(|c| c.phone), Some("0912345678".into()));
     }
 }

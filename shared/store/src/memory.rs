@@ -11,13 +11,13 @@ use std::time::{Duration as StdDuration, Instant};
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use crate::StoreError;
-use crate::dynamo::idempotency::COMPLETED_TTL;
+use crate::dynamo::idempotency::{COMPLETED_TTL, UNFINISHED_LINGER};
 use crate::dynamo::runs::RUN_TTL;
 use crate::model::{
     BudgetAnswer, Claim, Connection, Cursor, IdKind, IdLink, LeaseAnswer, QueueUrls, QueuedJob,
@@ -50,13 +50,29 @@ struct Lease {
 #[derive(Debug, Clone)]
 enum Idem {
     InProgress {
+        holder: String,
         until: DateTime<Utc>,
+        attempt: Option<Value>,
+        expires_at: i64,
+    },
+    Released {
+        attempt: Option<Value>,
         expires_at: i64,
     },
     Completed {
         answer: Value,
         expires_at: i64,
     },
+}
+
+impl Idem {
+    fn expires_at(&self) -> i64 {
+        match self {
+            Idem::InProgress { expires_at, .. }
+            | Idem::Released { expires_at, .. }
+            | Idem::Completed { expires_at, .. } => *expires_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -371,53 +387,133 @@ impl IdempotencyStore for MemoryStore {
         &self,
         shop: &str,
         key: &str,
+        holder: &str,
         in_progress_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
         let mut state = self.state();
         let record_key = shop_key(shop, key);
-        match state.idempotency.get(&record_key) {
-            Some(Idem::Completed { answer, expires_at }) if *expires_at > now.timestamp() => {
+        let record = state.idempotency.get(&record_key);
+        let live = record.is_some_and(|r| r.expires_at() > now.timestamp());
+        let attempt = match record {
+            Some(Idem::Completed { answer, .. }) if live => {
                 return Ok(Claim::Completed(answer.clone()));
             }
-            Some(Idem::InProgress { until, expires_at })
-                if *until > now && *expires_at > now.timestamp() =>
-            {
+            // A repeat of our own claim (a retried request) is still ours.
+            Some(Idem::InProgress {
+                holder: h,
+                until,
+                attempt,
+                ..
+            }) if live && *until > now && h == holder => {
+                return Ok(Claim::Claimed {
+                    attempt: attempt.clone(),
+                });
+            }
+            Some(Idem::InProgress { until, .. }) if live && *until > now => {
                 return Ok(Claim::InProgress { until: *until });
             }
-            _ => {}
-        }
+            // As on DynamoDB, an expired record still hands its attempt on: looking once more
+            // is the safe side.
+            Some(Idem::InProgress { attempt, .. } | Idem::Released { attempt, .. }) => {
+                attempt.clone()
+            }
+            _ => None,
+        };
         state.idempotency.insert(
             record_key,
             Idem::InProgress {
+                holder: holder.to_string(),
                 until: in_progress_until,
-                expires_at: (in_progress_until + Duration::days(1)).timestamp(),
+                attempt: attempt.clone(),
+                expires_at: (in_progress_until + UNFINISHED_LINGER).timestamp(),
             },
         );
-        Ok(Claim::Claimed)
+        Ok(Claim::Claimed { attempt })
     }
 
-    async fn complete(&self, shop: &str, key: &str, answer: &Value) -> Result<(), StoreError> {
-        self.state().idempotency.insert(
-            shop_key(shop, key),
+    async fn record_attempt(
+        &self,
+        shop: &str,
+        key: &str,
+        holder: &str,
+        attempt: &Value,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        match state.idempotency.get_mut(&shop_key(shop, key)) {
+            Some(Idem::InProgress {
+                holder: h,
+                until,
+                attempt: a,
+                expires_at,
+            }) if h == holder => {
+                *a = Some(attempt.clone());
+                *expires_at = (*until + UNFINISHED_LINGER).timestamp();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn complete(
+        &self,
+        shop: &str,
+        key: &str,
+        holder: &str,
+        answer: &Value,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let record_key = shop_key(shop, key);
+        if !matches!(state.idempotency.get(&record_key), Some(Idem::InProgress { holder: h, .. }) if h == holder)
+        {
+            return Ok(false);
+        }
+        state.idempotency.insert(
+            record_key,
             Idem::Completed {
                 answer: answer.clone(),
                 expires_at: (Utc::now() + COMPLETED_TTL).timestamp(),
             },
         );
-        Ok(())
+        Ok(true)
     }
 
-    async fn release(&self, shop: &str, key: &str) -> Result<(), StoreError> {
+    async fn release(
+        &self,
+        shop: &str,
+        key: &str,
+        holder: &str,
+        forget_attempt: bool,
+    ) -> Result<bool, StoreError> {
         let mut state = self.state();
         let record_key = shop_key(shop, key);
-        if matches!(
-            state.idempotency.get(&record_key),
-            Some(Idem::InProgress { .. })
-        ) {
-            state.idempotency.remove(&record_key);
+        let kept = match state.idempotency.get(&record_key) {
+            Some(Idem::InProgress {
+                holder: h,
+                attempt,
+                expires_at,
+                ..
+            }) if h == holder => (!forget_attempt)
+                .then(|| attempt.clone())
+                .flatten()
+                .map(|a| (a, *expires_at)),
+            _ => return Ok(false),
+        };
+        match kept {
+            Some((attempt, expires_at)) => {
+                state.idempotency.insert(
+                    record_key,
+                    Idem::Released {
+                        attempt: Some(attempt),
+                        expires_at,
+                    },
+                );
+            }
+            None => {
+                state.idempotency.remove(&record_key);
+            }
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -94,13 +94,17 @@ impl IdKind {
     ];
 
     /// Whether Abaha ids of this kind are looked up back to KiotViet ids ([`kiotviet_for_abaha`]):
-    /// order lines name Abaha products, pushes name Abaha customers and orders. Categories and
-    /// invoices are only ever looked up by KiotViet id, so they get no reverse item — half the
-    /// writes of the largest pulls.
+    /// order lines name Abaha products, pushes name Abaha customers and orders, and an order push
+    /// must recognise an Abaha order the invoice pull made (R-SYN-4 "both directions": pushing it
+    /// back would sell it twice). Categories are only ever looked up by KiotViet id, so they get
+    /// no reverse item.
     ///
     /// [`kiotviet_for_abaha`]: crate::IdMapStore::kiotviet_for_abaha
     pub fn has_reverse(self) -> bool {
-        matches!(self, IdKind::Product | IdKind::Customer | IdKind::Order)
+        matches!(
+            self,
+            IdKind::Product | IdKind::Customer | IdKind::Order | IdKind::Invoice
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -141,8 +145,10 @@ pub enum LeaseAnswer {
 /// The answer to an idempotency claim (R-ORD-5).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
-    /// The caller owns the key now and must `complete` or `release` it.
-    Claimed,
+    /// The caller owns the key now and must `complete` or `release` it. `attempt` is what an
+    /// earlier holder recorded with `record_attempt` and never resolved (it may have reached the
+    /// other side: look before doing it again); `None` when there was no such attempt.
+    Claimed { attempt: Option<Value> },
     /// Another call holds the key until `until`; answer "in progress" and let the client retry.
     InProgress { until: DateTime<Utc> },
     /// The work was done before: replay this answer.

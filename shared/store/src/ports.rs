@@ -129,23 +129,54 @@ pub trait IdMapStore: Send + Sync {
     ) -> Result<Option<i64>, StoreError>;
 }
 
-/// Idempotency records, as in Powertools for AWS Lambda (R-ORD-5, R-CUS-3).
+/// Idempotency records, as in Powertools for AWS Lambda, with fencing (R-ORD-5, R-CUS-3).
+///
+/// A record is claimed by a `holder` (a token unique to one call); every later write names that
+/// holder and is refused (`false`) once the claim has passed to another, so a call that outlived
+/// its claim can never overwrite the work of the one that took over. A recorded attempt (a side
+/// effect that may have happened) survives the claim expiring or being released: the next claim
+/// hands it over ([`Claim::Claimed`]) until a holder completes the record or forgets it.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` until `in_progress_until` if it is new, or in progress but expired at `now`.
-    /// Otherwise answers who has it: in progress, or completed with the answer to replay.
+    /// Claims `key` for `holder` until `in_progress_until` if it is new, released, or in progress
+    /// but expired at `now`. Otherwise answers who has it: in progress, or completed with the
+    /// answer to replay.
     async fn claim(
         &self,
         shop: &str,
         key: &str,
+        holder: &str,
         in_progress_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Claim, StoreError>;
-    /// Records the answer; later claims replay it (kept about 400 days).
-    async fn complete(&self, shop: &str, key: &str, answer: &Value) -> Result<(), StoreError>;
-    /// Gives up an in-progress claim after a failure, so a retry can claim again.
-    /// A completed record is left alone.
-    async fn release(&self, shop: &str, key: &str) -> Result<(), StoreError>;
+    /// Records, while `holder` holds the claim, a side effect about to be attempted.
+    /// `false`: the claim is no longer `holder`'s and nothing was written (do not attempt).
+    async fn record_attempt(
+        &self,
+        shop: &str,
+        key: &str,
+        holder: &str,
+        attempt: &Value,
+    ) -> Result<bool, StoreError>;
+    /// Records the answer (later claims replay it, about 400 days) and forgets the attempt, if
+    /// `holder` still holds the claim. `false`: the claim was lost and nothing was written.
+    async fn complete(
+        &self,
+        shop: &str,
+        key: &str,
+        holder: &str,
+        answer: &Value,
+    ) -> Result<bool, StoreError>;
+    /// Gives up `holder`'s claim after a failure, so a retry can claim at once. The recorded
+    /// attempt stays unless `forget_attempt` (the side effect certainly did not happen).
+    /// `false` when the claim was not `holder`'s (completed, taken over or never made).
+    async fn release(
+        &self,
+        shop: &str,
+        key: &str,
+        holder: &str,
+        forget_attempt: bool,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Most entries kept in a run's `manual_actions` and in its `errors`; the rest are counted

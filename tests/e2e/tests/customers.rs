@@ -355,7 +355,7 @@ async fn r_cus_3_a_pull_right_after_a_push_sends_nothing_back_and_an_echo_change
     let echo = json!({"id": pulled["abaha_id"], "name": pulled["name"], "phone": pulled["phone"],
                       "email": pulled["email"], "address": pulled["address"], "gender": pulled["gender"],
                       "birth_date": pulled["birth_date"]});
-    let calls = kv.stats().requests.total;
+    let before = kv.stats().requests;
     let a = push_customer(&api, &echo).await;
     assert_eq!(
         (a.status, a.body["status"].clone()),
@@ -364,11 +364,17 @@ async fn r_cus_3_a_pull_right_after_a_push_sends_nothing_back_and_an_echo_change
         a.body
     );
     assert_eq!(a.body["kiotviet_customer_id"], pulled["kiotviet_id"]);
+    // AND it changed nothing there: its one API call reads the KiotViet code the answer names
+    assert_eq!(a.body["kiotviet_code"], pulled["code"], "{}", a.body);
+    let after = kv.stats().requests;
+    assert_eq!(after.gets - before.gets, 1, "{after:?}");
     assert_eq!(
-        kv.stats().requests.total,
-        calls,
-        "no KiotViet call for an echo"
+        after.get("GET /customers/{id}") - before.get("GET /customers/{id}"),
+        1
     );
+    for write in ["POST /customers", "PUT /customers/{id}"] {
+        assert_eq!(after.get(write), before.get(write), "{write}");
+    }
     stack.stop().await;
 }
 

@@ -81,7 +81,13 @@ async fn r_ord_5_twenty_concurrent_identical_pushes_make_one_kiotviet_order() {
 
 #[tokio::test]
 async fn r_ord_5_a_push_whose_answer_was_lost_is_adopted_on_retry_not_created_twice() {
-    let Some((stack, _)) = shop_with_menu(StackOptions::default()).await else {
+    let clock = std::sync::Arc::new(mapping::time::ManualClock::new(Utc::now()));
+    let Some((stack, _)) = shop_with_menu(StackOptions {
+        clock: Some(clock.clone()),
+        ..StackOptions::default()
+    })
+    .await
+    else {
         return;
     };
     let api = Api::admin(&stack);
@@ -105,11 +111,20 @@ async fn r_ord_5_a_push_whose_answer_was_lost_is_adopted_on_retry_not_created_tw
     );
     assert_eq!(
         created[0]["orderDelivery"]["deliveryCode"],
-        json!("ABH-DH501"),
+        json!("ABH-A-501"),
         "our reference travels with it"
     );
 
-    // WHEN the push is retried
+    // AND the client is told when to retry: not before the POST can have landed
+    let wait: i64 = first.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(push(&api, &o).await.status, 409, "a retry at once waits");
+
+    // WHEN the push is retried after that
+    clock.advance(Duration::seconds(wait));
     let retry = push(&api, &o).await;
 
     // THEN it finds our reference in KiotViet and adopts that order instead of creating another
@@ -262,9 +277,23 @@ async fn r_ord_2_a_cancelled_order_never_pushed_is_not_pushed() {
         a.body
     );
     assert_eq!(kv_order_posts(&stack), 0);
-    // AND a later push of the same order in a pushable state is not blocked by it
+    // AND an approval arriving after the cancel (Abaha retries webhooks, out of order) is not
+    // sold either: the cancel is remembered, and the answer says why
     o["status"] = json!("placed");
-    assert_eq!(push(&api, &o).await.status, 201);
+    let late = push(&api, &o).await;
+    assert_eq!(
+        (late.status, code_of(&late)),
+        (422, Some("status_not_pushable")),
+        "{}",
+        late.body
+    );
+    assert!(
+        late.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled before")
+    );
+    assert_eq!(kv_order_posts(&stack), 0);
     stack.stop().await;
 }
 

@@ -767,17 +767,57 @@ async fn order_by_code(State(sh): State<Arc<KvShared>>, Path(code): Path<String>
 
 async fn create_order(State(sh): State<Arc<KvShared>>, body: Bytes) -> Result<Response, Response> {
     let body = json_body(&body)?;
-    let (created, lose_answer) = sh.mutate(|st| {
-        let created = st.create_order(&body);
-        // The fault fires only once an order exists: the caller sees a failure, KiotViet has it.
-        let lose = created.is_ok() && std::mem::take(&mut st.lose_next_order_answer);
-        (created, lose)
-    });
-    let created = created.map_err(sim_error)?;
-    if lose_answer {
-        return Err(server_error(StatusCode::INTERNAL_SERVER_ERROR));
+    let late = {
+        let mut st = sh.lock();
+        match st.order_faults.front() {
+            Some(super::OrderFault::LateWrite { ms }) => {
+                let ms = *ms;
+                st.order_faults.pop_front();
+                Some(ms)
+            }
+            _ => None,
+        }
+    };
+    if let Some(ms) = late {
+        // The write goes on in its own task: a caller that gives up does not stop it.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let writer = sh.clone();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            let _ = tx.send(writer.mutate(|st| st.create_order(&body)));
+        });
+        sh.late_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+        return match rx.await {
+            Ok(created) => created.map(ok).map_err(sim_error),
+            Err(_) => Err(server_error(StatusCode::INTERNAL_SERVER_ERROR)),
+        };
     }
-    Ok(ok(created))
+    let (created, fault) = sh.mutate(|st| {
+        let fault = st.order_faults.pop_front();
+        if fault == Some(super::OrderFault::FailBeforeWrite) {
+            return (None, fault);
+        }
+        (Some(st.create_order(&body)), fault)
+    });
+    let Some(created) = created else {
+        return Err(server_error(StatusCode::SERVICE_UNAVAILABLE));
+    };
+    let created = created.map_err(sim_error)?;
+    // The faults below fire only once an order exists: the caller sees a failure or waits,
+    // KiotViet has it.
+    match fault {
+        Some(super::OrderFault::FailAfterWrite) => {
+            Err(server_error(StatusCode::INTERNAL_SERVER_ERROR))
+        }
+        Some(super::OrderFault::SlowAnswer { ms }) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            Ok(ok(created))
+        }
+        _ => Ok(ok(created)),
+    }
 }
 
 // ---- webhooks ---------------------------------------------------------------------------------

@@ -161,6 +161,20 @@ impl Default for KvConfig {
     }
 }
 
+/// What a coming `POST /orders` does wrong ([`KvHandle::push_order_fault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderFault {
+    /// Answers 503 and creates nothing.
+    FailBeforeWrite,
+    /// Creates the order, then answers 500 (the answer lost on the way back).
+    FailAfterWrite,
+    /// Creates the order, then answers only after `ms` milliseconds (past a caller's deadline).
+    SlowAnswer { ms: u64 },
+    /// Creates the order only after `ms` milliseconds, whether or not the caller still waits (a
+    /// request KiotViet finishes after its caller gave up); answers when it is done.
+    LateWrite { ms: u64 },
+}
+
 /// What the simulator has seen.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct KvStats {
@@ -322,6 +336,8 @@ pub struct InvoiceEdits {
 pub(crate) struct KvShared {
     state: Mutex<KvState>,
     http: reqwest::Client,
+    /// Order writes that go on after their caller gave up ([`OrderFault::LateWrite`]).
+    late_writes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl KvShared {
@@ -353,6 +369,7 @@ impl KiotVietSim {
         let shared = Arc::new(KvShared {
             state: Mutex::new(KvState::new(cfg)),
             http: reqwest::Client::new(),
+            late_writes: Mutex::new(Vec::new()),
         });
         let server = serve(http::router(shared.clone()), port).await?;
         Ok(KvHandle {
@@ -545,7 +562,37 @@ impl KvHandle {
     /// One-shot: the next `POST /orders` creates the order, then answers 500 as if the answer
     /// was lost on the way back (the crash window an exactly-once push must close).
     pub fn fail_next_order_answer(&self) {
-        self.shared().lock().lose_next_order_answer = true;
+        self.push_order_fault(OrderFault::FailAfterWrite);
+    }
+
+    /// Queues a one-shot fault for a coming `POST /orders` (faults are used in order, one per call).
+    pub fn push_order_fault(&self, fault: OrderFault) {
+        self.shared().lock().order_faults.push_back(fault);
+    }
+
+    /// Drops the `POST /orders` faults not used yet.
+    pub fn clear_order_faults(&self) {
+        self.shared().lock().order_faults.clear();
+    }
+
+    /// Waits until every [`OrderFault::LateWrite`] under way has written its order.
+    pub async fn settle_late_writes(&self) {
+        loop {
+            let pending: Vec<_> = {
+                let mut late = self
+                    .shared()
+                    .late_writes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                std::mem::take(&mut *late)
+            };
+            if pending.is_empty() {
+                return;
+            }
+            for write in pending {
+                let _ = write.await;
+            }
+        }
     }
 
     /// The till completes an order: a new invoice (status 1 unless edited) whose `orderCode` is

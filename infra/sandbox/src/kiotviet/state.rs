@@ -84,9 +84,9 @@ pub(crate) struct KvState {
     pub stats: KvStats,
     pub created_customers: Vec<i64>,
     pub created_order_ids: Vec<i64>,
-    /// One-shot fault: the next `POST /orders` creates the order, then answers 500 as if the
-    /// answer was lost (the crash window of an exactly-once push).
-    pub lose_next_order_answer: bool,
+    /// One-shot faults of the next `POST /orders` calls, in order (the crash windows of an
+    /// exactly-once push).
+    pub order_faults: std::collections::VecDeque<super::OrderFault>,
     pub events: Vec<Event>,
     pub deliveries: Vec<WebhookDelivery>,
     next_payment_id: i64,
@@ -136,7 +136,7 @@ impl KvState {
             stats: KvStats::default(),
             created_customers: Vec::new(),
             created_order_ids: Vec::new(),
-            lose_next_order_answer: false,
+            order_faults: std::collections::VecDeque::new(),
             events: Vec::new(),
             deliveries: Vec::new(),
             next_payment_id: FIRST_PAYMENT_ID,
@@ -175,7 +175,7 @@ impl KvState {
         self.stats = KvStats::default();
         self.created_customers.clear();
         self.created_order_ids.clear();
-        self.lose_next_order_answer = false;
+        self.order_faults.clear();
         self.deliveries.clear();
         self.events.clear();
     }

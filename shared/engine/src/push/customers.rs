@@ -22,7 +22,8 @@ use crate::api::{ApiResponse, parse_body};
 use crate::error::ApiError;
 use crate::service::Service;
 
-/// How long one matching may hold a customer before another push may take over.
+/// How long one matching may hold a customer before another push may take over, when the call
+/// has no deadline (on the API path: its deadline plus the settle time, like an order's claim).
 const CLAIM_SECS: i64 = 30;
 /// How long a push waits for another push of the same customer before answering 409.
 const WAIT_STEP: Duration = Duration::from_millis(100);
@@ -80,13 +81,11 @@ pub async fn push_from_api(
     svc: &Service,
     shop: &str,
     body: &[u8],
+    deadline: retry::Deadline,
 ) -> Result<ApiResponse, ApiError> {
-    let customer: AbahaCustomer = parse_body(body)?;
-    if customer.id.trim().is_empty() {
-        return Err(ApiError::validation(
-            "id (the Abaha customer id) is required.",
-        ));
-    }
+    let mut customer: AbahaCustomer = parse_body(body)?;
+    customer.id = crate::push::orders::plan::check_id("id", &customer.id)
+        .map_err(|e| ApiError::validation(e.message).with_details(json!({"field": e.field})))?;
     let phone = customer
         .phone
         .as_deref()
@@ -109,7 +108,10 @@ pub async fn push_from_api(
             "Customer sync is switched off for this shop; switch it on in the connection to push customers.",
         ));
     }
-    let kv = svc.kiotviet_for(&conn).await?;
+    let kv = svc
+        .kiotviet_for(&conn)
+        .await?
+        .with_deadline(deadline.instant());
     let wanted = fingerprint_of_abaha(&customer);
 
     let kv_id = match resolve(svc, &conn, &kv, &customer).await? {
@@ -132,9 +134,16 @@ pub async fn push_from_api(
                 .and_then(link_fingerprint)
                 == Some(wanted.as_str())
             {
-                // R-CUS-3: an echo of what KiotViet already holds changes nothing, and costs no
-                // KiotViet call (so the code, which only KiotViet holds, is not known here).
-                return Ok(answer(200, kv_id, None, "unchanged"));
+                // R-CUS-3: an echo of what KiotViet already holds changes nothing. The answer
+                // still names the KiotViet code (CONTRACTS), which only KiotViet holds: one GET.
+                let code = match kv.customer(kv_id).await {
+                    Ok(c) => c.code,
+                    Err(e) => {
+                        tracing::warn!(shop, customer = %customer.id, error = %e, "could not read the KiotViet customer code");
+                        None
+                    }
+                };
+                return Ok(answer(200, kv_id, code, "unchanged"));
             }
             kv_id
         }
@@ -161,21 +170,27 @@ pub async fn resolve(
     {
         return Ok(Match::Linked(id));
     }
-    let key = format!("customer#{}", customer.id);
+    // One matching per phone at a time: a guest order ("phone:…") and the registered customer
+    // with that number would otherwise both miss the search and create the customer twice.
+    let key = match customer.phone.as_deref().and_then(first_phone) {
+        Some(phone) => format!("customer-phone#{phone}"),
+        None => format!("customer#{}", customer.id),
+    };
+    let holder = uuid::Uuid::new_v4().to_string();
     let mut waits = 0;
     loop {
         let now = svc.now();
-        match svc
-            .store
-            .claim(shop, &key, now + ChronoDuration::seconds(CLAIM_SECS), now)
-            .await?
-        {
+        let until = match kv.deadline().time_left() {
+            Some(left) => crate::push::orders::plan::claim_until(now, Some(left)),
+            None => now + ChronoDuration::seconds(CLAIM_SECS),
+        };
+        match svc.store.claim(shop, &key, &holder, until, now).await? {
             // Never completed on purpose (the record only serialises matching), but a completed
             // record must not block either.
-            Claim::Claimed | Claim::Completed(_) => break,
+            Claim::Claimed { .. } | Claim::Completed(_) => break,
             Claim::InProgress { until } => {
                 if waits >= WAIT_STEPS {
-                    let secs = (until - now).num_seconds().clamp(1, CLAIM_SECS) as u64;
+                    let secs = crate::push::orders::plan::seconds_until(until, now);
                     return Err(ApiError::new(
                         409,
                         "push_in_progress",
@@ -189,7 +204,12 @@ pub async fn resolve(
         }
     }
     let matched = match_or_create(svc, conn, kv, customer).await;
-    if let Err(e) = svc.store.release(shop, &key).await {
+    // A create that may have reached KiotViet keeps the claim until it can no longer land, so
+    // the next search finds it instead of creating it again.
+    let may_have_landed = matched
+        .as_ref()
+        .is_err_and(|e| e.details.get("may_have_reached_kiotviet") == Some(&Value::Bool(true)));
+    if !may_have_landed && let Err(e) = svc.store.release(shop, &key, &holder, true).await {
         tracing::warn!(shop, customer = %customer.id, error = %e, "could not release a customer claim");
     }
     matched
@@ -226,7 +246,19 @@ async fn match_or_create(
         }
     }
     let write = mapping::customers::customer_write(customer, conn.branch_id);
-    let created = kv.create_customer(&write).await.map_err(kv_error)?;
+    let created = kv.create_customer(&write).await.map_err(|e| {
+        if crate::push::orders::plan::landed(&e) == crate::push::orders::plan::Landed::Maybe {
+            tracing::warn!(shop, customer = %customer.id, error = %e, "customer POST may have reached KiotViet");
+            return ApiError::new(
+                502,
+                "kiotviet_unavailable",
+                "KiotViet FnB did not confirm the new customer in time; it may have been created there. Retrying is safe: the push looks for the customer by phone before creating one.",
+            )
+            .with_retry_after(30)
+            .with_details(json!({"may_have_reached_kiotviet": true}));
+        }
+        kv_error(e)
+    })?;
     store_link(svc, shop, &customer.id, &created).await?;
     Ok(Match::Created(created))
 }
@@ -284,6 +316,9 @@ pub fn kv_error(e: KvError) -> ApiError {
             "kiotviet_rejected",
             "KiotViet FnB refused the connection's Client ID and secret. Update the connection with the values from KiotViet FnB.",
         ),
+        KvError::RateLimited {
+            retry_after: Some(wait),
+        } => ApiError::kiotviet_unavailable().with_retry_after(wait.as_secs().max(1)),
         _ => ApiError::kiotviet_unavailable(),
     }
 }

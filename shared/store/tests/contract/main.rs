@@ -93,6 +93,8 @@ store_contract!(
     r_syn_2_checkpoints_are_kept_per_entity_until_cleared,
     r_syn_3_lease_is_exclusive_until_it_expires,
     r_ord_5_idempotency_claim_progress_and_replay,
+    r_ord_5_a_recorded_attempt_survives_expiry_and_release_until_resolved,
+    r_ord_5_a_holder_that_lost_its_claim_writes_nothing,
     r_syn_4_id_links_both_ways_in_batches,
 );
 

@@ -453,6 +453,10 @@ pub async fn r_syn_3_concurrent_lease_requests_have_one_winner(
     assert_eq!(acquired, 1);
 }
 
+fn fresh() -> Claim {
+    Claim::Claimed { attempt: None }
+}
+
 pub async fn r_ord_5_idempotency_claim_progress_and_replay(store: &dyn IdempotencyStore) {
     let t = now();
     let until = t + Duration::seconds(30);
@@ -460,10 +464,20 @@ pub async fn r_ord_5_idempotency_claim_progress_and_replay(store: &dyn Idempoten
     // GIVEN a first push claims the order
     assert_eq!(
         store
-            .claim("shop", "order#A-1", until, t)
+            .claim("shop", "order#A-1", "h1", until, t)
             .await
             .expect("claim"),
-        Claim::Claimed
+        fresh()
+    );
+
+    // WHEN the same holder's claim is repeated (a request retried after its answer was lost)
+    // THEN it is still that holder's
+    assert_eq!(
+        store
+            .claim("shop", "order#A-1", "h1", until, t)
+            .await
+            .expect("repeat of the same claim"),
+        fresh()
     );
 
     // WHEN a repeat arrives while it runs THEN it is told to come back after `until`
@@ -472,6 +486,7 @@ pub async fn r_ord_5_idempotency_claim_progress_and_replay(store: &dyn Idempoten
             .claim(
                 "shop",
                 "order#A-1",
+                "h2",
                 t + Duration::seconds(40),
                 t + Duration::seconds(1)
             )
@@ -482,21 +497,23 @@ pub async fn r_ord_5_idempotency_claim_progress_and_replay(store: &dyn Idempoten
     // AND the same key of another shop is independent
     assert_eq!(
         store
-            .claim("other", "order#A-1", until, t)
+            .claim("other", "order#A-1", "h3", until, t)
             .await
             .expect("other shop"),
-        Claim::Claimed
+        fresh()
     );
 
     // WHEN the first push completes THEN repeats replay its answer, even after `until`
     let answer = json!({"kiotviet_order_id": 123456, "kiotviet_order_code": "DH000123", "expected_delivery": "2026-11-29T12:00:00+07:00"});
-    store
-        .complete("shop", "order#A-1", &answer)
-        .await
-        .expect("complete");
+    assert!(
+        store
+            .complete("shop", "order#A-1", "h1", &answer)
+            .await
+            .expect("complete")
+    );
     assert_eq!(
         store
-            .claim("shop", "order#A-1", until, t)
+            .claim("shop", "order#A-1", "h4", until, t)
             .await
             .expect("replay"),
         Claim::Completed(answer.clone())
@@ -506,6 +523,7 @@ pub async fn r_ord_5_idempotency_claim_progress_and_replay(store: &dyn Idempoten
             .claim(
                 "shop",
                 "order#A-1",
+                "h5",
                 t + Duration::hours(2),
                 t + Duration::hours(1)
             )
@@ -513,14 +531,22 @@ pub async fn r_ord_5_idempotency_claim_progress_and_replay(store: &dyn Idempoten
             .expect("replay later"),
         Claim::Completed(answer.clone())
     );
-    // AND releasing a completed record changes nothing
-    store
-        .release("shop", "order#A-1")
-        .await
-        .expect("release completed");
+    // AND releasing or completing a completed record again changes nothing
+    assert!(
+        !store
+            .release("shop", "order#A-1", "h1", true)
+            .await
+            .expect("release completed")
+    );
+    assert!(
+        !store
+            .complete("shop", "order#A-1", "h1", &json!({"other": true}))
+            .await
+            .expect("complete twice")
+    );
     assert_eq!(
         store
-            .claim("shop", "order#A-1", until, t)
+            .claim("shop", "order#A-1", "h6", until, t)
             .await
             .expect("replay"),
         Claim::Completed(answer)
@@ -529,41 +555,206 @@ pub async fn r_ord_5_idempotency_claim_progress_and_replay(store: &dyn Idempoten
     // GIVEN a push that crashed and never completed
     assert_eq!(
         store
-            .claim("shop", "order#A-2", until, t)
+            .claim("shop", "order#A-2", "h1", until, t)
             .await
             .expect("claim"),
-        Claim::Claimed
+        fresh()
     );
     // WHEN its in-progress time has passed THEN the next push may claim it
     let after = until + Duration::seconds(1);
     assert_eq!(
         store
-            .claim("shop", "order#A-2", after + Duration::seconds(30), after)
+            .claim(
+                "shop",
+                "order#A-2",
+                "h2",
+                after + Duration::seconds(30),
+                after
+            )
             .await
             .expect("expired"),
-        Claim::Claimed
+        fresh()
     );
 
     // GIVEN a push that failed and released its claim THEN a retry claims at once
     assert_eq!(
         store
-            .claim("shop", "order#A-3", until, t)
+            .claim("shop", "order#A-3", "h1", until, t)
             .await
             .expect("claim"),
-        Claim::Claimed
+        fresh()
     );
-    store.release("shop", "order#A-3").await.expect("release");
+    assert!(
+        store
+            .release("shop", "order#A-3", "h1", true)
+            .await
+            .expect("release")
+    );
     assert_eq!(
         store
-            .claim("shop", "order#A-3", until, t)
+            .claim("shop", "order#A-3", "h2", until, t)
             .await
             .expect("retry"),
-        Claim::Claimed
+        fresh()
     );
-    store
-        .release("shop", "order#never-claimed")
-        .await
-        .expect("release unknown");
+    assert!(
+        !store
+            .release("shop", "order#never-claimed", "h1", true)
+            .await
+            .expect("release unknown")
+    );
+}
+
+pub async fn r_ord_5_a_recorded_attempt_survives_expiry_and_release_until_resolved(
+    store: &dyn IdempotencyStore,
+) {
+    let t = now();
+    let until = t + Duration::seconds(30);
+    let attempt = json!({"reference": "ABH-A-7", "started_at": "2026-11-29T09:00:00Z"});
+
+    // GIVEN a push that recorded its attempt and then crashed
+    assert_eq!(
+        store
+            .claim("shop", "order#A-7", "h1", until, t)
+            .await
+            .expect("claim"),
+        fresh()
+    );
+    assert!(
+        store
+            .record_attempt("shop", "order#A-7", "h1", &attempt)
+            .await
+            .expect("attempt")
+    );
+
+    // WHEN its claim expires THEN the next claim is told of the attempt
+    let later = until + Duration::seconds(1);
+    let later_until = later + Duration::seconds(30);
+    assert_eq!(
+        store
+            .claim("shop", "order#A-7", "h2", later_until, later)
+            .await
+            .expect("takeover"),
+        Claim::Claimed {
+            attempt: Some(attempt.clone())
+        }
+    );
+    // AND a release that keeps it (the side effect may have happened) hands it on again
+    assert!(
+        store
+            .release("shop", "order#A-7", "h2", false)
+            .await
+            .expect("release, keeping the attempt")
+    );
+    assert_eq!(
+        store
+            .claim("shop", "order#A-7", "h3", later_until, later)
+            .await
+            .expect("claim after release"),
+        Claim::Claimed {
+            attempt: Some(attempt.clone())
+        }
+    );
+    // AND a release that forgets it (certainly not done) leaves a fresh record
+    assert!(
+        store
+            .release("shop", "order#A-7", "h3", true)
+            .await
+            .expect("release, forgetting")
+    );
+    assert_eq!(
+        store
+            .claim("shop", "order#A-7", "h4", later_until, later)
+            .await
+            .expect("claim after forgetting"),
+        fresh()
+    );
+
+    // GIVEN an attempt that completes THEN the completed record replays and holds no attempt
+    assert!(
+        store
+            .record_attempt("shop", "order#A-7", "h4", &attempt)
+            .await
+            .expect("attempt")
+    );
+    let answer = json!({"kiotviet_order_id": 7});
+    assert!(
+        store
+            .complete("shop", "order#A-7", "h4", &answer)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        store
+            .claim("shop", "order#A-7", "h5", later_until, later)
+            .await
+            .expect("replay"),
+        Claim::Completed(answer)
+    );
+}
+
+pub async fn r_ord_5_a_holder_that_lost_its_claim_writes_nothing(store: &dyn IdempotencyStore) {
+    let t = now();
+    let until = t + Duration::seconds(30);
+    let late = until + Duration::seconds(1);
+
+    // GIVEN holder A's claim expired and B took the order over
+    assert_eq!(
+        store
+            .claim("shop", "order#A-8", "a", until, t)
+            .await
+            .expect("claim"),
+        fresh()
+    );
+    assert_eq!(
+        store
+            .claim("shop", "order#A-8", "b", late + Duration::seconds(30), late)
+            .await
+            .expect("takeover"),
+        fresh()
+    );
+
+    // WHEN the late A records an attempt, completes or releases THEN each is refused
+    assert!(
+        !store
+            .record_attempt("shop", "order#A-8", "a", &json!({"reference": "x"}))
+            .await
+            .expect("late attempt")
+    );
+    assert!(
+        !store
+            .complete("shop", "order#A-8", "a", &json!({"kiotviet_order_id": 1}))
+            .await
+            .expect("late complete")
+    );
+    assert!(
+        !store
+            .release("shop", "order#A-8", "a", true)
+            .await
+            .expect("late release")
+    );
+    // AND B still holds it: a third caller is told to wait, and B completes with its answer
+    assert!(matches!(
+        store
+            .claim("shop", "order#A-8", "c", late + Duration::seconds(30), late)
+            .await
+            .expect("third"),
+        Claim::InProgress { .. }
+    ));
+    let answer = json!({"kiotviet_order_id": 2});
+    assert!(
+        store
+            .complete("shop", "order#A-8", "b", &answer)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        store
+            .claim("shop", "order#A-8", "d", late + Duration::seconds(30), late)
+            .await
+            .expect("replay"),
+        Claim::Completed(answer)
+    );
 }
 
 pub async fn r_ord_5_twenty_concurrent_claims_have_exactly_one_winner(
@@ -572,11 +763,16 @@ pub async fn r_ord_5_twenty_concurrent_claims_have_exactly_one_winner(
 ) {
     let t = now();
     let until = t + Duration::seconds(30);
+    let holders: Vec<String> = (0..20).map(|i| format!("h{i}")).collect();
     let answers = calls
-        .run((0..20).map(|_| store.claim("shop", "order#A-9", until, t)))
+        .run(
+            holders
+                .iter()
+                .map(|h| store.claim("shop", "order#A-9", h, until, t)),
+        )
         .await;
     let answers: Vec<Claim> = answers.into_iter().map(|a| a.expect("claim")).collect();
-    let claimed = answers.iter().filter(|a| **a == Claim::Claimed).count();
+    let claimed = answers.iter().filter(|a| **a == fresh()).count();
     let in_progress = answers
         .iter()
         .filter(|a| **a == Claim::InProgress { until })

@@ -1,0 +1,895 @@
+//! Orders Abaha → KiotViet FnB (R-ORD-1…8): every Abaha order is at most one KiotViet sale,
+//! however pushes interleave, crash or stall (R-ORD-5).
+//!
+//! One idempotency record per Abaha order id carries the whole state (docs/DESIGN.md "Order
+//! push"): a claim fenced by a holder token, the attempt recorded just before `POST /orders`
+//! (with our reference, which travels in the KiotViet order's delivery code), and at the end the
+//! answer that repeats replay. A claim lasts the holder's deadline plus [`plan::SETTLE`]; a push
+//! that finds an unresolved attempt looks for its reference in KiotViet before creating anything.
+//! The decisions are pure ([`plan`]); this module does the I/O in the order the state machine
+//! needs, and tells a [`PushObserver`] of each step (the model-checking test crashes pushes there).
+
+pub mod links;
+pub mod plan;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use kiotviet::{KiotVietClient, KvError};
+use mapping::api::AbahaOrder;
+use mapping::hash::content_hash;
+use mapping::orders::{OrderStatus, PushContext};
+use retry::Deadline;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use store::{Claim, Connection, IdKind};
+
+pub use links::{Origin, order_code_key, origins_of};
+use plan::{Landed, check_order, claim_until, idempotency_key, reference};
+
+use crate::api::{ApiResponse, parse_body};
+use crate::error::ApiError;
+use crate::push::customers::{self, kv_error};
+use crate::service::Service;
+
+/// The steps of a push between which a process can die; a [`PushObserver`] hears each one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PushStep {
+    /// The claim is ours.
+    Claimed,
+    /// The attempt (our reference) is recorded; `POST /orders` is next.
+    AttemptRecorded,
+    /// KiotViet answered the POST with the order (or an earlier attempt's order was found).
+    Created,
+    /// The links for the invoice pull are written.
+    Linked,
+    /// The record is completed: repeats replay from now on.
+    Completed,
+}
+
+/// Hears every step of every order push. The service has none; the model-checking test uses
+/// one to pause pushes (interleavings) and to end them where they stand (crashes).
+#[async_trait]
+pub trait PushObserver: Send + Sync {
+    async fn at(&self, order_id: &str, step: PushStep);
+}
+
+/// What the completed record of an order says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Record {
+    Pushed(Pushed),
+    /// Cancelled before it was ever pushed (R-ORD-2): a late approval is never sent.
+    Cancelled {
+        cancelled_before_push: bool,
+    },
+}
+
+/// What a push answered, kept for replays.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pushed {
+    kiotviet_order_id: i64,
+    kiotviet_order_code: String,
+    expected_delivery: Option<String>,
+    /// Hash of the Abaha order as pushed, to tell a repeat from an edit (R-ORD-7).
+    content: String,
+}
+
+/// Recorded before KiotViet is called; found again only if that attempt did not finish.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Attempt {
+    reference: String,
+    started_at: DateTime<Utc>,
+    /// The order KiotViet answered with, recorded first thing after the POST: a push that
+    /// finds it adopts that order without having to list KiotViet's orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created: Option<Found>,
+}
+
+/// The KiotViet order a push created or found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Found {
+    id: i64,
+    code: String,
+    expected_delivery: Option<String>,
+}
+
+/// How a push ended, before it becomes an HTTP answer.
+#[derive(Debug)]
+pub enum OrderPushed {
+    /// 201: created in KiotViet now, or found there after an interrupted attempt.
+    Created(Value),
+    /// 200: pushed before; the same answer (R-ORD-5), maybe noting an edit (R-ORD-7).
+    Replayed(Value),
+    /// 200: the order came from a KiotViet invoice (the invoice pull made it); nothing is sent.
+    FromInvoice(Value),
+    /// 202: a cancel after the push, listed as a manual action (R-ORD-2).
+    CancelRecorded(Value),
+}
+
+impl From<OrderPushed> for ApiResponse {
+    fn from(p: OrderPushed) -> Self {
+        match p {
+            OrderPushed::Created(body) => ApiResponse::json(201, body),
+            OrderPushed::Replayed(body) | OrderPushed::FromInvoice(body) => {
+                ApiResponse::json(200, body)
+            }
+            OrderPushed::CancelRecorded(body) => ApiResponse::json(202, body),
+        }
+    }
+}
+
+/// `POST /v1/shops/{shop}/orders`.
+pub async fn push_from_api(
+    svc: &Service,
+    shop: &str,
+    body: &[u8],
+    deadline: Deadline,
+) -> Result<ApiResponse, ApiError> {
+    let order: AbahaOrder = parse_body(body)?;
+    let status = OrderStatus::parse(&order.status).map_err(|e| {
+        ApiError::validation(format!(
+            "Unknown order status: {e}. Use one of cart, placed, approved, packed, shipped, completed, closed, cancelled (or Abaha's numeric codes)."
+        ))
+        .with_details(json!({"field": "status"}))
+    })?;
+    let order = check_order(order, status).map_err(|e| {
+        ApiError::validation(e.message.clone()).with_details(json!({"field": e.field}))
+    })?;
+    let conn = svc
+        .store
+        .get_connection(shop)
+        .await?
+        .ok_or_else(|| ApiError::unknown_shop(shop))?;
+    if !conn.sync.orders {
+        return Err(ApiError::new(
+            422,
+            "orders_sync_disabled",
+            "Order sync is switched off for this shop; switch it on in the connection to push orders to KiotViet FnB.",
+        ));
+    }
+    if status == OrderStatus::Cancelled {
+        return cancel(svc, &conn, &order, deadline).await.map(Into::into);
+    }
+    if !status.is_pushable() {
+        return Err(ApiError::new(
+            422,
+            "status_not_pushable",
+            format!(
+                "Orders are pushed to KiotViet FnB once placed (placed, approved, packed, shipped or completed); this order is '{}'. Nothing was created.",
+                status.as_str()
+            ),
+        )
+        .with_details(json!({"status": status.as_str()})));
+    }
+    push(svc, &conn, &order, deadline).await.map(Into::into)
+}
+
+/// One claim of one push: the key, the holder token, and until when it holds.
+struct Held<'a> {
+    svc: &'a Service,
+    shop: &'a str,
+    key: String,
+    holder: String,
+    until: DateTime<Utc>,
+}
+
+impl<'a> Held<'a> {
+    /// A claim on the order's record for a call that starts `now`, lasting its deadline plus
+    /// [`plan::SETTLE`], under a holder token of its own.
+    fn new(
+        svc: &'a Service,
+        shop: &'a str,
+        order_id: &str,
+        deadline: Deadline,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Held {
+            svc,
+            shop,
+            key: idempotency_key(order_id),
+            holder: uuid::Uuid::new_v4().to_string(),
+            until: claim_until(now, deadline.time_left()),
+        }
+    }
+
+    async fn claim(&self, now: DateTime<Utc>) -> Result<Claim, store::StoreError> {
+        self.svc
+            .store
+            .claim(self.shop, &self.key, &self.holder, self.until, now)
+            .await
+    }
+
+    /// Gives the claim up after a failure (fenced: a claim lost to another is left alone).
+    async fn release(&self, forget_attempt: bool) {
+        if let Err(e) = self
+            .svc
+            .store
+            .release(self.shop, &self.key, &self.holder, forget_attempt)
+            .await
+        {
+            tracing::warn!(shop = self.shop, key = %self.key, error = %e, "could not release a push claim");
+        }
+    }
+}
+
+/// What to do with the claim when a claimed push fails.
+enum Then {
+    /// Free it at once (keeping any recorded attempt unless told otherwise).
+    Release { forget_attempt: bool },
+    /// Keep it until it expires: a POST may still land, and no one may look for it before then.
+    Keep,
+}
+
+/// Pushes an order already checked ([`check_order`]) and pushable (R-ORD-1).
+pub async fn push(
+    svc: &Service,
+    conn: &Connection,
+    order: &AbahaOrder,
+    deadline: Deadline,
+) -> Result<OrderPushed, ApiError> {
+    let shop = conn.shop_id.as_str();
+    let content = content_hash(&order_content(order));
+    let now = svc.now();
+    let held = Held::new(svc, shop, &order.id, deadline, now);
+    let attempt = match held.claim(now).await? {
+        Claim::Completed(stored) => return replay(stored, &content),
+        Claim::InProgress { until } => return Err(in_progress(until, now)),
+        Claim::Claimed { attempt } => attempt,
+    };
+    svc.observe_push(&order.id, PushStep::Claimed).await;
+    match push_claimed(svc, conn, order, &held, attempt, content, deadline).await {
+        Ok(pushed) => Ok(pushed),
+        Err((error, then)) => {
+            if let Then::Release { forget_attempt } = then {
+                held.release(forget_attempt).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+type Failed = (ApiError, Then);
+
+fn keep_attempt<E: Into<ApiError>>(e: E) -> Failed {
+    (
+        e.into(),
+        Then::Release {
+            forget_attempt: false,
+        },
+    )
+}
+
+async fn push_claimed(
+    svc: &Service,
+    conn: &Connection,
+    order: &AbahaOrder,
+    held: &Held<'_>,
+    attempt: Option<Value>,
+    content: String,
+    deadline: Deadline,
+) -> Result<OrderPushed, Failed> {
+    let shop = conn.shop_id.as_str();
+    let attempt = attempt.and_then(|a| serde_json::from_value::<Attempt>(a).ok());
+    if attempt.is_none()
+        && let Some(invoice_id) = svc
+            .store
+            .kiotviet_for_abaha(shop, IdKind::Invoice, &order.id)
+            .await
+            .map_err(keep_attempt)?
+    {
+        // The invoice pull made this Abaha order from a KiotViet sale: pushing it back would
+        // sell it twice (R-SYN-4 links both ways).
+        held.release(true).await;
+        return Ok(from_invoice(order, invoice_id));
+    }
+    let product_ids = mapped_lines(svc, shop, order).await.map_err(keep_attempt)?;
+    let kv = svc
+        .kiotviet_for(conn)
+        .await
+        .map_err(keep_attempt)?
+        .with_deadline(deadline.instant());
+
+    // An earlier attempt that did not finish may have created the order: look before creating.
+    if let Some(prev) = &attempt {
+        match find_order(&kv, conn.branch_id, prev).await {
+            Ok(Some(found)) => {
+                svc.observe_push(&order.id, PushStep::Created).await;
+                return finish(svc, order, held, &prev.reference, found, content)
+                    .await
+                    .map(|p| OrderPushed::Created(answer(&p, false)));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(shop, order = %order.id, error = %e, "could not check KiotViet for an interrupted push");
+                return Err(keep_attempt(lookup_failed(&e, &prev.reference)));
+            }
+        }
+    }
+
+    let customer_id = order_customer(svc, conn, &kv, order)
+        .await
+        .map_err(keep_attempt)?;
+    let now = svc.now();
+    let reference = reference(&order.id);
+    let body = mapping::orders::build_kv_order(
+        order,
+        &PushContext {
+            branch_id: conn.branch_id,
+            customer_id,
+            kiotviet_product_ids: product_ids,
+            reference: reference.clone(),
+            now,
+        },
+    );
+    // The token first, and enough time left to send the POST and hear the answer: what fails
+    // before the attempt is recorded certainly sent nothing, so the merchant may retry at once.
+    kv.ensure_token()
+        .await
+        .map_err(|e| keep_attempt(kv_error(e)))?;
+    if deadline
+        .time_left()
+        .is_some_and(|left| left < plan::MIN_POST_TIME)
+    {
+        return Err(keep_attempt(ApiError::kiotviet_unavailable()));
+    }
+    let record = json!(Attempt {
+        reference: reference.clone(),
+        started_at: now,
+        created: None,
+    });
+    let ours = svc
+        .store
+        .record_attempt(shop, &held.key, &held.holder, &record)
+        .await
+        .map_err(keep_attempt)?;
+    if !ours {
+        // Our claim ran out and another push took over: it decides, we send nothing.
+        return Err((in_progress(held.until, now), Then::Keep));
+    }
+    svc.observe_push(&order.id, PushStep::AttemptRecorded).await;
+    match kv.create_order(&body).await {
+        Ok(created) => {
+            let expected = created
+                .order_delivery
+                .as_ref()
+                .and_then(|d| d.expected_delivery)
+                .map(|d| d.to_rfc3339())
+                .or_else(|| {
+                    body.delivery_detail
+                        .as_ref()
+                        .and_then(|d| mapping::time::parse_kv_datetime(&d.expected_delivery).ok())
+                        .map(|d| d.to_rfc3339())
+                });
+            let found = Found {
+                id: created.id,
+                code: created.code.clone().unwrap_or_default(),
+                expected_delivery: expected,
+            };
+            // What KiotViet answered is the one thing no lookup can give back for sure: keep it
+            // before anything else can fail.
+            let known = json!(Attempt {
+                reference: reference.clone(),
+                started_at: now,
+                created: Some(found.clone()),
+            });
+            if let Err(e) = svc
+                .store
+                .record_attempt(shop, &held.key, &held.holder, &known)
+                .await
+            {
+                tracing::warn!(shop, order = %order.id, error = %e, "could not record the created order; a retry looks it up");
+            }
+            svc.observe_push(&order.id, PushStep::Created).await;
+            finish(svc, order, held, &reference, found, content)
+                .await
+                .map(|p| OrderPushed::Created(answer(&p, false)))
+        }
+        Err(e) => match plan::landed(&e) {
+            // KiotViet certainly did not create it: nothing to look for next time.
+            Landed::No => Err((
+                kv_error(e),
+                Then::Release {
+                    forget_attempt: true,
+                },
+            )),
+            Landed::Maybe => {
+                tracing::warn!(shop, order = %order.id, error = %e, "order POST may have reached KiotViet");
+                let wait = plan::seconds_until(held.until, svc.now());
+                Err((
+                    ApiError::new(
+                        502,
+                        "kiotviet_unavailable",
+                        format!(
+                            "KiotViet FnB did not confirm this order in time; it may have been created there. Retry in {wait} seconds: the push then checks KiotViet FnB for it before creating anything, so the order is never made twice."
+                        ),
+                    )
+                    .with_retry_after(wait)
+                    .with_details(json!({"reference": reference, "may_have_reached_kiotviet": true})),
+                    Then::Keep,
+                ))
+            }
+        },
+    }
+}
+
+/// R-ORD-6: every line must map to a KiotViet product, or nothing is created.
+async fn mapped_lines(svc: &Service, shop: &str, order: &AbahaOrder) -> Result<Vec<i64>, ApiError> {
+    let mut product_ids = Vec::with_capacity(order.lines.len());
+    let mut unmapped = Vec::new();
+    for (i, line) in order.lines.iter().enumerate() {
+        match svc
+            .store
+            .kiotviet_for_abaha(shop, IdKind::Product, &line.product_id)
+            .await?
+        {
+            Some(id) => product_ids.push(id),
+            None => unmapped.push(json!({"index": i, "product_id": line.product_id})),
+        }
+    }
+    if unmapped.is_empty() {
+        return Ok(product_ids);
+    }
+    Err(ApiError::new(
+        422,
+        "unmapped_lines",
+        format!(
+            "{} line(s) name products that do not come from KiotViet FnB (or are not synced yet). Sync products first, or replace those products. Nothing was created.",
+            unmapped.len()
+        ),
+    )
+    .with_details(json!({"lines": unmapped})))
+}
+
+/// R-CUS-2: the order's customer, by the ID map, then by phone, created only if absent.
+/// A guest without an Abaha id is matched by phone and linked under that phone.
+async fn order_customer(
+    svc: &Service,
+    conn: &Connection,
+    kv: &KiotVietClient,
+    order: &AbahaOrder,
+) -> Result<Option<i64>, ApiError> {
+    let Some(c) = &order.customer else {
+        return Ok(None);
+    };
+    let Some(phone) = c.phone.as_deref().filter(|p| !p.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let abaha_id =
+        c.id.clone()
+            .filter(|id| !id.trim().is_empty())
+            .unwrap_or_else(|| format!("phone:{}", mapping::customers::normalize_phone(phone)));
+    let abaha_customer = mapping::api::AbahaCustomer {
+        id: abaha_id,
+        name: c.name.clone(),
+        phone: c.phone.clone(),
+        email: c.email.clone(),
+        address: None,
+        gender: None,
+        birth_date: None,
+    };
+    Ok(Some(
+        customers::resolve(svc, conn, kv, &abaha_customer)
+            .await?
+            .kiotviet_id(),
+    ))
+}
+
+/// The KiotViet order an earlier, unfinished attempt created, if any: the one it recorded, else
+/// the one KiotViet lists with its reference. A list that shows no delivery blocks at all cannot
+/// tell, and is an error rather than "not there" (that would create the order again).
+async fn find_order(
+    kv: &KiotVietClient,
+    branch_id: i64,
+    prev: &Attempt,
+) -> Result<Option<Found>, KvError> {
+    if let Some(created) = &prev.created {
+        return Ok(Some(created.clone()));
+    }
+    // KiotViet stamps orders with its own clock: look a little further back than we started.
+    let since = prev.started_at - ChronoDuration::minutes(5);
+    // Orders created well after the attempt cannot be its own (it was cut at its deadline).
+    let until = prev.started_at + ChronoDuration::hours(1);
+    let orders = kv.recent_orders(since, Some(until), branch_id).await?;
+    if !orders.is_empty() && orders.iter().all(|o| links::delivery_code(o).is_none()) {
+        return Err(KvError::Decode {
+            path: "/orders".into(),
+            message: "the orders list shows no delivery block, so our reference cannot be seen"
+                .into(),
+        });
+    }
+    let Some(found) = orders
+        .iter()
+        .find(|o| links::has_reference(o, &prev.reference))
+    else {
+        return Ok(None);
+    };
+    let (Some(id), Some(code)) = (
+        found.get("id").and_then(Value::as_i64),
+        found.get("code").and_then(Value::as_str),
+    ) else {
+        return Err(KvError::Decode {
+            path: "/orders".into(),
+            message: "an order with our reference has no id or code".into(),
+        });
+    };
+    tracing::info!(
+        kiotviet_order_id = id,
+        "found the KiotViet order an interrupted push created"
+    );
+    let expected_delivery = found
+        .pointer("/orderDelivery/expectedDelivery")
+        .and_then(Value::as_str)
+        .and_then(|s| mapping::time::parse_kv_datetime(s).ok())
+        .map(|d| d.to_rfc3339());
+    Ok(Some(Found {
+        id,
+        code: code.to_string(),
+        expected_delivery,
+    }))
+}
+
+/// Records a KiotViet order as this Abaha order's push: links for the invoice pull, then the
+/// completed record (replayed from now on; it forgets the attempt in the same write).
+async fn finish(
+    svc: &Service,
+    order: &AbahaOrder,
+    held: &Held<'_>,
+    reference: &str,
+    found: Found,
+    content: String,
+) -> Result<Pushed, Failed> {
+    let shop = held.shop;
+    let pushed = Pushed {
+        kiotviet_order_id: found.id,
+        kiotviet_order_code: found.code,
+        expected_delivery: found.expected_delivery,
+        content,
+    };
+    // From here on the order exists in KiotViet: a failure keeps the claim and the attempt, so
+    // the next push finds this order by its reference instead of creating another.
+    let links = links::push_links(
+        &order.id,
+        reference,
+        pushed.kiotviet_order_id,
+        &pushed.kiotviet_order_code,
+    );
+    let unrecorded = |e: store::StoreError| {
+        tracing::error!(shop, order = %order.id, error = %e, "order is in KiotViet but could not be recorded");
+        let wait = plan::seconds_until(held.until, svc.now());
+        (
+            ApiError::new(
+                503,
+                "service_unavailable",
+                format!(
+                    "KiotViet FnB has this order as {} but our storage could not record it. Retry in {wait} seconds: the push then confirms that same order and creates nothing new.",
+                    pushed.kiotviet_order_code
+                ),
+            )
+            .with_retry_after(wait)
+            .with_details(json!({"kiotviet_order_id": pushed.kiotviet_order_id, "kiotviet_order_code": pushed.kiotviet_order_code})),
+            Then::Keep,
+        )
+    };
+    svc.store
+        .put_links(shop, IdKind::Order, &links)
+        .await
+        .map_err(unrecorded)?;
+    svc.observe_push(&order.id, PushStep::Linked).await;
+    let record = json!(pushed);
+    let ours = svc
+        .store
+        .complete(shop, &held.key, &held.holder, &record)
+        .await
+        .map_err(unrecorded)?;
+    if !ours {
+        // Another push took over after our claim ran out; it finds this same order by its
+        // reference. What we created is still the truth to tell.
+        tracing::warn!(shop, order = %order.id, "push finished after its claim was taken over");
+    }
+    svc.observe_push(&order.id, PushStep::Completed).await;
+    tracing::info!(shop, order = %order.id, kiotviet_order_id = pushed.kiotviet_order_id, code = %pushed.kiotviet_order_code, "order pushed");
+    Ok(pushed)
+}
+
+fn answer(p: &Pushed, replayed: bool) -> Value {
+    json!({
+        "kiotviet_order_id": p.kiotviet_order_id,
+        "kiotviet_order_code": p.kiotviet_order_code,
+        "expected_delivery": p.expected_delivery,
+        "replayed": replayed,
+    })
+}
+
+fn from_invoice(order: &AbahaOrder, invoice_id: i64) -> OrderPushed {
+    OrderPushed::FromInvoice(json!({
+        "kiotviet_order_id": null,
+        "kiotviet_order_code": null,
+        "expected_delivery": null,
+        "replayed": true,
+        "kiotviet_invoice_id": invoice_id,
+        "message": format!(
+            "Abaha order {} was made by this service from KiotViet FnB invoice {invoice_id}: the sale is already in KiotViet FnB, so nothing was sent.",
+            order.id
+        ),
+    }))
+}
+
+/// An interrupted attempt could not be looked for: nothing new is created, and the owner is told
+/// what to check when KiotViet cannot list orders at all (`GET /orders` is unconfirmed on FnB).
+fn lookup_failed(e: &KvError, reference: &str) -> ApiError {
+    let message = match e {
+        KvError::NotFound { .. } => format!(
+            "An earlier push of this order was interrupted, and this KiotViet FnB shop does not let us list its orders to see whether it arrived. Nothing new was created: look in KiotViet FnB for an order whose delivery code is {reference} before creating it by hand."
+        ),
+        _ => "An earlier push of this order was interrupted and KiotViet FnB could not be asked whether it arrived. Nothing new was created; try again in a few minutes.".to_string(),
+    };
+    ApiError::new(502, "kiotviet_unavailable", message)
+        .with_retry_after(30)
+        .with_details(json!({"reference": reference}))
+}
+
+fn in_progress(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
+    let secs = plan::seconds_until(until, now);
+    ApiError::new(
+        409,
+        "push_in_progress",
+        format!(
+            "This order is being pushed right now, or an attempt KiotViet FnB has not confirmed may still arrive there. Try again in {secs} seconds; it will not be created twice."
+        ),
+    )
+    .with_retry_after(secs)
+}
+
+fn read_record(stored: Value) -> Result<Record, ApiError> {
+    serde_json::from_value(stored).map_err(|e| {
+        tracing::error!(error = %e, "a completed push record cannot be read");
+        ApiError::internal()
+    })
+}
+
+fn cancelled_before_push() -> ApiError {
+    ApiError::new(
+        422,
+        "status_not_pushable",
+        "This order was cancelled before it was ever pushed to KiotViet FnB, so it is never sent. Create a new order in Abaha if the sale should happen.",
+    )
+    .with_details(json!({"status": "cancelled"}))
+}
+
+/// R-ORD-5 replay; R-ORD-7: an edited order is not pushed again, and the answer says why.
+fn replay(stored: Value, content: &str) -> Result<OrderPushed, ApiError> {
+    let p = match read_record(stored)? {
+        Record::Pushed(p) => p,
+        Record::Cancelled { .. } => return Err(cancelled_before_push()),
+    };
+    let mut body = answer(&p, true);
+    if p.content != content {
+        body["edited_after_push"] = json!(true);
+        body["message"] = json!(format!(
+            "This order was already pushed as {}. Edits are made in KiotViet FnB and come back to Abaha with the invoice; nothing was sent.",
+            p.kiotviet_order_code
+        ));
+    }
+    Ok(OrderPushed::Replayed(body))
+}
+
+/// R-ORD-2: a cancel after the push is not sent to KiotViet; the owner is asked to do it, once
+/// however often the cancel arrives.
+async fn cancel(
+    svc: &Service,
+    conn: &Connection,
+    order: &AbahaOrder,
+    deadline: Deadline,
+) -> Result<OrderPushed, ApiError> {
+    let shop = conn.shop_id.as_str();
+    let now = svc.now();
+    let held = Held::new(svc, shop, &order.id, deadline, now);
+    // Reading through a claim: Completed means pushed. A fresh claim is held while an interrupted
+    // push is looked for, then released.
+    let stored = match held.claim(now).await? {
+        Claim::Completed(v) => match read_record(v)? {
+            Record::Pushed(p) => Some(p),
+            Record::Cancelled { .. } => None,
+        },
+        Claim::InProgress { until } => return Err(in_progress(until, now)),
+        Claim::Claimed { attempt } => {
+            let attempt = attempt.and_then(|a| serde_json::from_value::<Attempt>(a).ok());
+            match adopt_interrupted(svc, conn, order, &held, attempt, deadline).await {
+                Ok(Some(pushed)) => Some(pushed),
+                Ok(None) => None,
+                Err((e, then)) => {
+                    if let Then::Release { forget_attempt } = then {
+                        held.release(forget_attempt).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let Some(p) = stored else {
+        return cancel_unpushed(svc, shop, order).await;
+    };
+    record_cancel(svc, shop, order, &p).await
+}
+
+/// A cancel of an order that was never pushed: an order the invoice pull made is a KiotViet sale
+/// to cancel by hand (a manual action, like a pushed one); any other is never to be sent, so a
+/// late approval (a webhook retried out of order) cannot sell it.
+async fn cancel_unpushed(
+    svc: &Service,
+    shop: &str,
+    order: &AbahaOrder,
+) -> Result<OrderPushed, ApiError> {
+    if let Some(invoice_id) = svc
+        .store
+        .kiotviet_for_abaha(shop, IdKind::Invoice, &order.id)
+        .await?
+    {
+        let action = json!({
+            "kind": "cancel_order_in_kiotviet",
+            "kiotviet_id": invoice_id,
+            "abaha_id": order.id,
+            "message": format!(
+                "Abaha order {} was cancelled; it is KiotViet FnB invoice {invoice_id}, a sale made at the till. KiotViet FnB cannot be told by the API: cancel the invoice by hand in KiotViet FnB if the sale did not happen.",
+                order.code.as_deref().unwrap_or(&order.id)
+            ),
+        });
+        return record_cancel_action(svc, shop, order, action).await;
+    }
+    // Our claim was released (or the record completed) above; a tombstone is written through a
+    // fresh claim so it cannot overwrite a push that started in between.
+    let now = svc.now();
+    let held = Held::new(svc, shop, &order.id, retry::Deadline::NONE, now);
+    match held.claim(now).await? {
+        Claim::Claimed { attempt: None } => {
+            let tombstone = json!(Record::Cancelled {
+                cancelled_before_push: true
+            });
+            svc.store
+                .complete(shop, &held.key, &held.holder, &tombstone)
+                .await?;
+        }
+        Claim::Claimed { attempt: Some(_) } => held.release(false).await,
+        Claim::InProgress { until } => return Err(in_progress(until, now)),
+        Claim::Completed(_) => {}
+    }
+    Err(ApiError::new(
+        422,
+        "status_not_pushable",
+        "This order is cancelled and was never pushed to KiotViet FnB, so there is nothing to do; it will not be sent later either.",
+    )
+    .with_details(json!({"status": "cancelled"})))
+}
+
+/// For a cancel: an interrupted push may have reached KiotViet although it never completed; then
+/// the order exists there and must be cancelled by hand like any pushed order. Answers the
+/// push when it did; otherwise the claim is released.
+async fn adopt_interrupted(
+    svc: &Service,
+    conn: &Connection,
+    order: &AbahaOrder,
+    held: &Held<'_>,
+    attempt: Option<Attempt>,
+    deadline: Deadline,
+) -> Result<Option<Pushed>, Failed> {
+    let Some(prev) = attempt else {
+        held.release(true).await;
+        return Ok(None);
+    };
+    let kv = svc
+        .kiotviet_for(conn)
+        .await
+        .map_err(keep_attempt)?
+        .with_deadline(deadline.instant());
+    match find_order(&kv, conn.branch_id, &prev).await {
+        Ok(Some(found)) => {
+            let content = content_hash(&order_content(order));
+            finish(svc, order, held, &prev.reference, found, content)
+                .await
+                .map(Some)
+        }
+        Ok(None) => {
+            held.release(true).await;
+            Ok(None)
+        }
+        Err(e) => {
+            let mut error = lookup_failed(&e, &prev.reference);
+            error.message = "An earlier push of this order was interrupted and KiotViet FnB could not be asked whether it arrived, so the cancel cannot tell yet whether there is a KiotViet order to cancel. Try again in a few minutes.".into();
+            Err(keep_attempt(error))
+        }
+    }
+}
+
+async fn record_cancel(
+    svc: &Service,
+    shop: &str,
+    order: &AbahaOrder,
+    p: &Pushed,
+) -> Result<OrderPushed, ApiError> {
+    let action = json!({
+        "kind": "cancel_order_in_kiotviet",
+        "kiotviet_id": p.kiotviet_order_id,
+        "abaha_id": order.id,
+        "message": format!(
+            "Abaha order {} was cancelled after it reached KiotViet FnB. KiotViet FnB cannot be told by the API: cancel order {} by hand in KiotViet FnB.",
+            order.code.as_deref().unwrap_or(&order.id), p.kiotviet_order_code
+        ),
+    });
+    record_cancel_action(svc, shop, order, action).await
+}
+
+/// Lists a cancel's manual action once, however often the cancel arrives.
+async fn record_cancel_action(
+    svc: &Service,
+    shop: &str,
+    order: &AbahaOrder,
+    action: Value,
+) -> Result<OrderPushed, ApiError> {
+    let cancel_key = format!("cancel#{}", order.id);
+    let holder = uuid::Uuid::new_v4().to_string();
+    let now = svc.now();
+    match svc
+        .store
+        .claim(shop, &cancel_key, &holder, claim_until(now, None), now)
+        .await?
+    {
+        // Already recorded: the same answer, and no second line in the report.
+        Claim::Completed(action) => {
+            return Ok(OrderPushed::CancelRecorded(
+                json!({"manual_action": action}),
+            ));
+        }
+        Claim::InProgress { until } => return Err(in_progress(until, now)),
+        Claim::Claimed { .. } => {}
+    }
+    let recorded = match record_manual_action(svc, shop, &action).await {
+        Ok(()) => svc
+            .store
+            .complete(shop, &cancel_key, &holder, &action)
+            .await
+            .map(|_| ())
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
+        if let Err(release) = svc.store.release(shop, &cancel_key, &holder, true).await {
+            tracing::warn!(shop, order = %order.id, error = %release, "could not release a cancel claim");
+        }
+        return Err(e);
+    }
+    Ok(OrderPushed::CancelRecorded(
+        json!({"manual_action": action}),
+    ))
+}
+
+/// Manual actions outside a sync run go to the shop's latest run report, where the owner reads them.
+async fn record_manual_action(svc: &Service, shop: &str, action: &Value) -> Result<(), ApiError> {
+    let run_id = match svc.store.latest_run(shop).await? {
+        Some(r) => r.get("run_id").and_then(Value::as_str).map(str::to_string),
+        None => None,
+    };
+    let run_id = match run_id {
+        Some(id) => id,
+        None => {
+            let now = svc.now();
+            let id = format!("actions-{}", now.format("%Y%m%dT%H%M%S%3fZ"));
+            let initial = json!({"run_id": id, "state": "succeeded", "trigger": "push", "full": false,
+                "started_at": now.to_rfc3339(), "finished_at": now.to_rfc3339(), "entities": {}, "manual_actions": [], "errors": []});
+            svc.store.create_run(shop, &id, &initial).await?;
+            id
+        }
+    };
+    svc.store
+        .append_manual_actions(shop, &run_id, std::slice::from_ref(action))
+        .await?;
+    Ok(())
+}
+
+/// What counts as "the same order" for R-ORD-7: lines, fees, total, delivery, note, customer.
+fn order_content(order: &AbahaOrder) -> Value {
+    json!({
+        "lines": order.lines, "shipping_fee": order.shipping_fee, "discount": order.discount,
+        "total": order.total, "delivery_time": order.delivery_time, "note": order.note,
+        "customer": order.customer, "shipping_address": order.shipping_address,
+    })
+}
