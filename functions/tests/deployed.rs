@@ -171,6 +171,17 @@ async fn given_the_deployed_functions_when_a_shop_connects_and_syncs_through_a_n
         again.body["kiotviet_order_id"],
         first.body["kiotviet_order_id"]
     );
+    // AND the function that ended the run wrote its metrics as CloudWatch EMF
+    let emf = ["catalog-pull", "customer-pull", "invoice-pull"]
+        .iter()
+        .any(|f| {
+            std::fs::read_to_string(d.log_dir.join(format!("{f}.log")))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|v| v["RunsFinished"] == json!(1.0) && v["run_id"] == json!(run_id))
+        });
+    assert!(emf, "no EMF line for {run_id} in {}", d.log_dir.display());
     // AND the schedule's tick (the dispatcher, as Scheduler invokes it) finds the shop
     let out = d.tick().await.expect("dispatcher answers");
     assert_eq!(out["shops"], json!(1), "{out}");
@@ -437,5 +448,41 @@ async fn given_a_pull_killed_mid_sync_when_sync_is_pressed_again_then_the_run_re
         })
     });
     assert!(said, "{report}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn given_cargo_lambdas_relative_deadline_header_then_a_pull_reads_instead_of_handing_over_at_once()
+ {
+    let Some(endpoint) = e2e_tests::moto() else {
+        return;
+    };
+    // GIVEN a runtime that sends `Lambda-Runtime-Deadline-Ms: 300000` as `cargo lambda watch`
+    // does (issue 15: read as a date long past, every pull handed over with nothing read)
+    let mut opts = options(endpoint);
+    opts.cargo_lambda_deadlines = true;
+    let d = Deployed::start(opts)
+        .await
+        .expect("deployed topology starts");
+    let prod = api(&d, "/prod");
+    let a = prod
+        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
+        .await;
+    assert_eq!(a.status, 200, "connect: {}", a.body);
+
+    // WHEN the customers sync
+    let run_id = start_run(&prod, json!({"entities": ["customers"], "full": true})).await;
+    let report = wait_run(&prod, &run_id, Duration::from_secs(60)).await;
+
+    // THEN one invocation read them all
+    assert_eq!(report["state"], json!("succeeded"), "{report}");
+    assert!(
+        report["entities"]["customers"]["read"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{report}"
+    );
+    assert_eq!(invocations(&d, "customer-pull"), 1, "{report}");
     d.stop().await;
 }

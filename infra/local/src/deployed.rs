@@ -63,6 +63,9 @@ pub struct DeployedOptions {
     /// Deploy with `WebhookBaseUrl` = this gateway's named stage (or `$default`), so that
     /// saving a connection registers the KiotViet sandbox's webhooks here.
     pub webhooks: bool,
+    /// Hand out `Lambda-Runtime-Deadline-Ms` as `cargo lambda watch` does: the timeout in
+    /// milliseconds (`600000`), not an epoch time.
+    pub cargo_lambda_deadlines: bool,
 }
 
 /// A running deployed topology. Dropping it kills the processes.
@@ -73,6 +76,8 @@ pub struct Deployed {
     pub kiotviet: KvHandle,
     pub abaha: AbahaHandle,
     pub hosts: BTreeMap<String, Arc<FunctionHost>>,
+    /// Where each function's process logs (`<function>.log`).
+    pub log_dir: PathBuf,
     /// Queue URLs by template logical id (job queues and dead-letter queues).
     pub queues: BTreeMap<String, String>,
     pub table_name: String,
@@ -261,6 +266,10 @@ impl Deployed {
                 log_dir.join(format!("{}.log", f.binary)),
             )
             .await?;
+            host.relative_deadline.store(
+                opts.cargo_lambda_deadlines,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             hosts.insert(f.binary.clone(), host);
         }
 
@@ -328,6 +337,7 @@ impl Deployed {
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_else(|| json!({}));
         Ok(Deployed {
+            log_dir,
             api_url,
             admin_token,
             kiotviet,
@@ -474,6 +484,8 @@ pub struct FunctionHost {
     pub timeouts: std::sync::atomic::AtomicU32,
     /// The running process's id (0: none), for [`FunctionHost::sigkill`].
     pid: std::sync::atomic::AtomicU32,
+    /// Deadlines as the timeout in ms (cargo-lambda) rather than epoch ms (AWS).
+    relative_deadline: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -559,6 +571,7 @@ impl FunctionHost {
             invocations: std::sync::atomic::AtomicU32::new(0),
             timeouts: std::sync::atomic::AtomicU32::new(0),
             pid: std::sync::atomic::AtomicU32::new(0),
+            relative_deadline: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -630,7 +643,14 @@ impl FunctionHost {
         self.invocations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
-        let deadline_ms = epoch_ms() + self.timeout.as_millis() as u64;
+        let deadline_ms = if self
+            .relative_deadline
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.timeout.as_millis() as u64
+        } else {
+            epoch_ms() + self.timeout.as_millis() as u64
+        };
         let (tx, mut rx) = oneshot::channel();
         let id = format!("{:032x}", rand::random::<u128>());
         self.next
@@ -1064,6 +1084,7 @@ mod tests {
             invocations: std::sync::atomic::AtomicU32::new(0),
             timeouts: std::sync::atomic::AtomicU32::new(0),
             pid: std::sync::atomic::AtomicU32::new(0),
+            relative_deadline: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
