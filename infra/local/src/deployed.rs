@@ -460,9 +460,18 @@ type Inflight = Arc<std::sync::Mutex<HashMap<String, oneshot::Sender<Answer>>>>;
 struct Invocation {
     id: String,
     event: Value,
-    deadline_ms: u64,
+    /// The function's timeout; the deadline is set when the runtime takes the invocation
+    /// (after a cold start's init), as on Lambda.
+    timeout: Duration,
+    /// The deadline as the timeout itself (cargo-lambda), not epoch milliseconds (AWS).
+    relative: bool,
+    /// Told when the runtime took it: the timeout clock starts then.
+    taken: oneshot::Sender<()>,
     answer: oneshot::Sender<Answer>,
 }
+
+/// Lambda's limit for a cold start's init phase.
+const INIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// One function: its process (one container, one invocation at a time) and its Runtime API.
 pub struct FunctionHost {
@@ -642,26 +651,25 @@ impl FunctionHost {
         }
         self.invocations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let started = Instant::now();
-        let deadline_ms = if self
-            .relative_deadline
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            self.timeout.as_millis() as u64
-        } else {
-            epoch_ms() + self.timeout.as_millis() as u64
-        };
+        let sent = Instant::now();
         let (tx, mut rx) = oneshot::channel();
+        let (taken_tx, mut taken_rx) = oneshot::channel();
         let id = format!("{:032x}", rand::random::<u128>());
         self.next
             .send(Invocation {
                 id,
                 event,
-                deadline_ms,
+                timeout: self.timeout,
+                relative: self
+                    .relative_deadline
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                taken: taken_tx,
                 answer: tx,
             })
             .await
             .map_err(|_| InvokeError::NotRunning)?;
+        // The clock runs from when the runtime took the invocation; before that, the init limit.
+        let mut started: Option<Instant> = None;
         loop {
             tokio::select! {
                 answer = &mut rx => {
@@ -673,7 +681,14 @@ impl FunctionHost {
                 }
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
-            if started.elapsed() >= self.timeout {
+            if started.is_none() && taken_rx.try_recv().is_ok() {
+                started = Some(Instant::now());
+            }
+            let over = match started {
+                Some(s) => s.elapsed() >= self.timeout,
+                None => sent.elapsed() >= INIT_LIMIT + self.timeout,
+            };
+            if over {
                 if let Some(c) = child.as_mut() {
                     let _ = c.kill().await;
                 }
@@ -723,11 +738,18 @@ async fn runtime_next(State(state): State<RuntimeState>) -> Response {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(inv.id.clone(), inv.answer);
+    let _ = inv.taken.send(());
+    let timeout_ms = inv.timeout.as_millis() as u64;
+    let deadline_ms = if inv.relative {
+        timeout_ms
+    } else {
+        epoch_ms() + timeout_ms
+    };
     let mut resp = (StatusCode::OK, inv.event.to_string()).into_response();
     let h = resp.headers_mut();
     for (k, v) in [
         ("lambda-runtime-aws-request-id", inv.id),
-        ("lambda-runtime-deadline-ms", inv.deadline_ms.to_string()),
+        ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
         ("lambda-runtime-invoked-function-arn", state.arn.clone()),
         (
             "lambda-runtime-trace-id",
