@@ -174,11 +174,16 @@ pub async fn start(
     {
         // The shop's previous run, if its lease lapsed unfinished, is reported failed now.
         LeaseAnswer::Acquired => {
-            crate::sweep::close_abandoned(svc, shop, now).await?;
+            // Never at the cost of the new run: the lease is taken, the run must be created.
+            if let Err(e) = crate::sweep::close_abandoned(svc, shop, now).await {
+                tracing::warn!(shop, error = %e, "could not close the previous run");
+            }
         }
         LeaseAnswer::HeldBy { holder, until } => {
             // A run whose pull died is resumed from its checkpoints, not waited out.
-            crate::sweep::resume_if_stalled(svc, conn, &holder, until, now).await?;
+            if let Err(e) = crate::sweep::resume_if_stalled(svc, conn, &holder, until, now).await {
+                tracing::warn!(shop, run_id = %holder, error = %e, "could not resume a stalled run");
+            }
             tracing::info!(shop, run_id = %holder, "run already active");
             return Ok(Started {
                 run_id: holder,
