@@ -245,18 +245,15 @@ async fn given_a_pull_with_a_short_timeout_when_kiotviet_is_slow_then_it_hands_o
 }
 
 #[tokio::test]
-async fn given_a_pull_that_fails_every_delivery_then_its_job_reaches_the_dead_letter_queue_and_the_run_reads_failed()
+async fn given_the_abaha_token_parameter_missing_then_every_pull_fails_at_init_its_job_reaches_the_dead_letter_queue_and_the_run_reads_failed()
  {
     let Some(endpoint) = e2e_tests::moto() else {
         return;
     };
-    // GIVEN a customer pull that cannot start (a bad setting fails it at init, as a missing SSM
-    // parameter would), failed messages back after a second, and a 3 s run lease
+    // GIVEN a deployment whose Abaha token SSM parameter is gone once the api function is warm
+    // (issue 15: created nowhere, a missing one fails every invocation at init), failed messages
+    // back after a second, and a 3 s run lease
     let mut opts = options(endpoint);
-    opts.function_env.insert(
-        "customer-pull".into(),
-        [("KIOTVIET_CONCURRENCY".to_string(), "99".to_string())].into(),
-    );
     opts.extra_env
         .insert("SYNC_LEASE_TTL_SECS".into(), "3".into());
     opts.redelivery_after = Some(Duration::from_secs(1));
@@ -268,6 +265,9 @@ async fn given_a_pull_that_fails_every_delivery_then_its_job_reaches_the_dead_le
         .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
         .await;
     assert_eq!(a.status, 200, "connect: {}", a.body);
+    d.delete_parameter("AbahaTokenParameter")
+        .await
+        .expect("deleted");
 
     // WHEN the customers sync
     let run_id = start_run(&prod, json!({"entities": ["customers"]})).await;
@@ -283,6 +283,8 @@ async fn given_a_pull_that_fails_every_delivery_then_its_job_reaches_the_dead_le
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(invocations(&d, "customer-pull") >= 5);
+    let log = std::fs::read_to_string(d.log_dir.join("customer-pull.log")).unwrap_or_default();
+    assert!(log.contains("could not read SSM parameter"), "{log}");
     // AND once the run's lease lapsed, the next tick reports the run failed with its cause
     tokio::time::sleep(Duration::from_secs(4)).await;
     d.tick().await.expect("dispatcher answers");

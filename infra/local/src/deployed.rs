@@ -83,6 +83,9 @@ pub struct Deployed {
     pub table_name: String,
     pub sqs: Arc<dyn JobQueue>,
     sqs_client: aws_sdk_sqs::Client,
+    ssm_client: aws_sdk_ssm::Client,
+    /// SSM parameter names by template parameter (`AdminTokenParameter` → `/…/admin-token`).
+    ssm_names: BTreeMap<String, String>,
     schedule_event: Value,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -171,6 +174,7 @@ impl Deployed {
         );
         // Parameters: the template's defaults, the sandboxes' URLs, suffixed SSM names.
         let admin_token = "local-admin-token".to_string();
+        let mut ssm_names = BTreeMap::new();
         let mut params: HashMap<String, String> = HashMap::new();
         for name in [
             "KiotVietApiUrl",
@@ -207,6 +211,7 @@ impl Deployed {
                 params[param].rsplit('/').next().unwrap_or(param)
             );
             params.insert(param.into(), name.clone());
+            ssm_names.insert(param.to_string(), name.clone());
             if opts.missing_parameters.iter().any(|p| p == param) {
                 continue;
             }
@@ -347,6 +352,8 @@ impl Deployed {
             table_name,
             sqs: queue,
             sqs_client: sqs,
+            ssm_client: ssm,
+            ssm_names,
             schedule_event,
             shutdown,
             tasks,
@@ -361,6 +368,22 @@ impl Deployed {
             .ok_or(InvokeError::NotRunning)?;
         let out = host.invoke(self.schedule_event.clone()).await?;
         serde_json::from_slice(&out).map_err(|e| InvokeError::Answer(e.to_string()))
+    }
+
+    /// Deletes the SSM parameter behind a template parameter (`AbahaTokenParameter`), as an
+    /// operator who never created it: warm processes keep what they read at init, cold starts fail.
+    pub async fn delete_parameter(&self, param: &str) -> Result<(), String> {
+        let name = self
+            .ssm_names
+            .get(param)
+            .ok_or_else(|| format!("no SSM parameter for {param}"))?;
+        self.ssm_client
+            .delete_parameter()
+            .name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_ssm::error::DisplayErrorContext(e).to_string())
     }
 
     /// Messages waiting in a queue (by template logical id), for tests.
