@@ -1,6 +1,5 @@
 //! Lambda: the EventBridge schedule. Starts one incremental run per connected shop (R-SYN-7).
 
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
@@ -10,11 +9,11 @@ async fn main() -> Result<(), Error> {
     let svc = engine::Service::from_env_without_abaha()
         .await
         .map_err(Error::from)?;
-    run(service_fn(
-        |_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async {
-            let out = engine::fan_out(&svc).await?;
-            Ok::<_, Error>(serde_json::to_value(out)?)
-        },
-    ))
+    // Any payload: the schedule's content is not used, and EventBridge Scheduler sends its own
+    // default notification (not an EventBridge event) when no Input is set.
+    run(service_fn(|_: LambdaEvent<serde_json::Value>| async {
+        let out = engine::fan_out(&svc).await?;
+        Ok::<_, Error>(serde_json::to_value(out)?)
+    }))
     .await
 }

@@ -100,6 +100,8 @@ pub enum StackError {
 }
 
 pub mod bench;
+pub mod deployed;
+pub mod template;
 
 /// A small client of the service API with the admin token (demo and benchmark).
 pub struct DemoApi {

@@ -113,6 +113,9 @@ pub enum JobError {
     Abaha(#[from] abaha::AbahaError),
     #[error("malformed job: {0}")]
     BadJob(String),
+    /// This invocation's lease expired and was taken: it stops before writing anything more.
+    #[error("this invocation lost its lease on the part")]
+    LeaseLost,
 }
 
 impl JobError {
@@ -122,6 +125,8 @@ impl JobError {
             JobError::KiotViet(e) => e.is_retryable(),
             JobError::Abaha(e) => e.is_retryable(),
             JobError::BadJob(_) => false,
+            // Left on the queue: the next delivery finds the part ended or resumes it.
+            JobError::LeaseLost => true,
         }
     }
 }

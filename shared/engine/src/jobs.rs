@@ -88,6 +88,10 @@ pub struct SyncJob {
     /// wait for the products of the same run, whose Abaha ids their lines carry (R-INV-2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub then: Vec<Entity>,
+    /// This delivery's own token, never sent: the pull's lease holder is `run_id/invocation`, so
+    /// a message delivered again while its first delivery still runs cannot take the part over.
+    #[serde(skip)]
+    pub invocation: String,
 }
 
 impl SyncJob {
@@ -99,6 +103,16 @@ impl SyncJob {
             full,
             continuation: 0,
             then: vec![],
+            invocation: String::new(),
+        }
+    }
+
+    /// Who holds a part's lease for this delivery (fencing token): the run, and the invocation.
+    pub fn lease_holder(&self) -> String {
+        if self.invocation.is_empty() {
+            self.run_id.clone()
+        } else {
+            format!("{}/{}", self.run_id, self.invocation)
         }
     }
 
@@ -118,8 +132,9 @@ pub async fn handle_job(svc: &Service, body: &Value, deadline: Instant) -> Resul
     if crate::webhooks::is_webhook_job(body) {
         return crate::webhooks::apply(svc, body, deadline).await;
     }
-    let job: SyncJob =
+    let mut job: SyncJob =
         serde_json::from_value(body.clone()).map_err(|e| JobError::BadJob(e.to_string()))?;
+    job.invocation = format!("{:016x}", rand::random::<u64>());
     // Every log line of the job carries the shop and the run (the pulls add the entity).
     let span = tracing::info_span!("pull", shop = %job.shop_id, run_id = %job.run_id);
     run_sync_job(svc, job, deadline).instrument(span).await
@@ -181,7 +196,27 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
         };
         match end {
             PullEnd::Done => {}
+            PullEnd::Wait { delay } => {
+                // The same job again, later; not a continuation (it did no work).
+                let again = SyncJob {
+                    entities: job.entities[i..].to_vec(),
+                    ..job.clone()
+                };
+                let delay_secs = delay.as_secs_f64().ceil().min(900.0) as u32;
+                svc.queue
+                    .send(
+                        entity.queue(&svc.settings.queues),
+                        &again.to_value(),
+                        Some(delay_secs),
+                    )
+                    .await?;
+                return Ok(());
+            }
             PullEnd::HandOver { delay } => {
+                // Free the part before its continuation exists, so that one can take it.
+                svc.store
+                    .release_lease(&job.shop_id, entity.as_str(), &job.lease_holder())
+                    .await?;
                 if job.continuation >= MAX_CONTINUATIONS {
                     pull::end_entity(
                         svc,
@@ -292,6 +327,22 @@ pub async fn handle_batch(
     records: Vec<(String, String)>,
     deadline: Instant,
 ) -> Vec<String> {
+    settle_batch(records, |value| async move {
+        handle_job(svc, &value, deadline).await
+    })
+    .await
+}
+
+/// The one SQS batch runner: runs `job` on every record at once and answers the message ids
+/// that should come back. A panic in one job fails that job only (it comes back, and after
+/// `maxReceiveCount` goes to the dead-letter queue); the others of the batch are settled.
+pub async fn settle_batch<F, Fut>(records: Vec<(String, String)>, job: F) -> Vec<String>
+where
+    F: Fn(Value) -> Fut,
+    Fut: std::future::Future<Output = Result<(), JobError>>,
+{
+    use futures::FutureExt;
+    let job = &job;
     let work = records.into_iter().map(|(id, body)| async move {
         let value: Value = match serde_json::from_str(&body) {
             Ok(v) => v,
@@ -300,12 +351,21 @@ pub async fn handle_batch(
                 return None;
             }
         };
-        match handle_job(svc, &value, deadline).await {
-            Ok(()) => None,
-            Err(e) if e.is_retryable() => Some(id),
-            Err(e) => {
+        match std::panic::AssertUnwindSafe(job(value)).catch_unwind().await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) if e.is_retryable() => Some(id),
+            Ok(Err(e)) => {
                 tracing::error!(message_id = %id, error = %e, "job failed for good; not retried");
                 None
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(message_id = %id, panic = %what, "job panicked; it comes back alone");
+                Some(id)
             }
         }
     });
@@ -316,11 +376,165 @@ pub async fn handle_batch(
         .collect()
 }
 
-/// The Lambda context's deadline (milliseconds since the epoch) as an `Instant`.
+/// The Lambda context's deadline (`Lambda-Runtime-Deadline-Ms`, milliseconds since the epoch)
+/// as an `Instant`.
 pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+    Instant::now() + time_left(deadline_ms, now_ms)
+}
+
+/// Longest a Lambda may run (15 minutes): no deadline is honoured beyond it.
+const LAMBDA_MAX_RUN: Duration = Duration::from_secs(15 * 60);
+/// Epoch milliseconds of 2001-09-09: anything smaller is not a date but a length of time.
+const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
+
+/// Time left before `deadline_ms`. AWS sends epoch milliseconds; emulators do not all do so
+/// (`cargo lambda watch` sends the timeout itself, `600000`), and reading such a value as a date
+/// long past would make every pull hand over before reading anything. A value too small to be a
+/// date is a relative budget; either way at most a Lambda's 15 minutes.
+pub fn time_left(deadline_ms: u64, now_ms: u64) -> Duration {
+    let left = if deadline_ms < EPOCH_MS_FLOOR {
+        Duration::from_millis(deadline_ms)
+    } else {
+        Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+    };
+    left.min(LAMBDA_MAX_RUN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::JobQueue;
+
+    const NOW_MS: u64 = 1_796_000_000_000; // 2026-11-30
+
+    #[test]
+    fn given_an_epoch_deadline_then_the_time_left_is_until_it() {
+        assert_eq!(
+            time_left(NOW_MS + 300_000, NOW_MS),
+            Duration::from_secs(300)
+        );
+        assert_eq!(time_left(NOW_MS - 1, NOW_MS), Duration::ZERO);
+    }
+
+    #[test]
+    fn given_cargo_lambdas_relative_600000_then_it_is_ten_minutes_not_a_deadline_long_passed() {
+        // Issue 15: under `cargo lambda watch` every pull handed over with nothing read.
+        assert_eq!(time_left(600_000, NOW_MS), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn given_a_deadline_beyond_fifteen_minutes_then_no_more_than_a_lambda_may_run_is_used() {
+        assert_eq!(time_left(NOW_MS + 86_400_000, NOW_MS), LAMBDA_MAX_RUN);
+        assert_eq!(time_left(u64::MAX, NOW_MS), LAMBDA_MAX_RUN);
+        assert_eq!(time_left(EPOCH_MS_FLOOR - 1, NOW_MS), LAMBDA_MAX_RUN);
+    }
+
+    #[tokio::test]
+    async fn given_a_batch_where_one_job_panics_then_only_that_message_comes_back() {
+        let records = vec![
+            ("ok-1".to_string(), r#"{"n": 1}"#.to_string()),
+            ("boom".to_string(), r#"{"n": 2}"#.to_string()),
+            ("retry".to_string(), r#"{"n": 3}"#.to_string()),
+            ("ok-2".to_string(), r#"{"n": 4}"#.to_string()),
+            ("malformed".to_string(), "{".to_string()),
+        ];
+        let failed = settle_batch(records, |v| async move {
+            match v["n"].as_i64() {
+                Some(2) => panic!("a bug in one shop's data"),
+                Some(3) => Err(JobError::LeaseLost),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        assert_eq!(failed, vec!["boom".to_string(), "retry".to_string()]);
+    }
+
+    fn connection(shop: &str) -> Connection {
+        let now = chrono::Utc::now();
+        Connection {
+            shop_id: shop.into(),
+            account_type: "fnb".into(),
+            retailer: "cafe".into(),
+            client_id: "id".into(),
+            sealed_secret: store::SealedSecret::from_base64("c2VjcmV0"),
+            branch_id: 1,
+            sync: store::Switches {
+                products: true,
+                customers: true,
+                orders: true,
+            },
+            keep_app_product_status: true,
+            invoice_history_days: 30,
+            shop_token_hash: None,
+            webhook_secret: None,
+            webhook_ids: vec![],
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn given_a_redelivery_while_the_first_delivery_still_pulls_then_it_waits_and_takes_nothing()
+     {
+        // GIVEN a customer pull of run-1 whose first delivery holds the part
+        let queue = store::MemoryQueue::new();
+        let mut settings = crate::Settings::default();
+        settings.queues.customers = queue.ensure_queue("customers", "customers-dlq", 5).url;
+        let svc = Service::in_memory(settings, queue.clone());
+        svc.store.put_connection(&connection("s1")).await.unwrap();
+        let mut first = SyncJob::new("s1", "run-1", false);
+        first.entities = vec![Entity::Customers];
+        first.invocation = "first".into();
+        let now = svc.now();
+        let until = now + chrono::Duration::seconds(15);
+        let taken = svc
+            .store
+            .acquire_lease("s1", "customers", &first.lease_holder(), until, now)
+            .await
+            .unwrap();
+        assert_eq!(taken, store::LeaseAnswer::Acquired);
+        // WHEN the same message is delivered again (issue 15: it re-acquired its own lease)
+        handle_job(
+            &svc,
+            &first.to_value(),
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await
+        .expect("settled");
+        // THEN the first delivery still holds the part, nothing was pulled, and the job waits on
+        // the queue (not counted as a continuation) to look again once the lease could be stale
+        assert!(
+            svc.store
+                .renew_lease("s1", "customers", &first.lease_holder(), until)
+                .await
+                .unwrap()
+        );
+        assert!(
+            svc.store
+                .get_checkpoint("s1", "customers")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let url = svc.settings.queues.customers.clone();
+        assert_eq!(queue.len(&url), 1);
+        assert!(
+            queue.receive(&url, 1, 0, 30).await.unwrap().is_empty(),
+            "delayed"
+        );
+    }
+
+    #[test]
+    fn given_a_delivery_token_then_the_lease_holder_names_run_and_invocation() {
+        let mut job = SyncJob::new("s1", "run-1", false);
+        assert_eq!(job.lease_holder(), "run-1");
+        job.invocation = "abc".into();
+        assert_eq!(job.lease_holder(), "run-1/abc");
+        // Never on the wire: a redelivered message gets a token of its own.
+        assert!(!job.to_value().to_string().contains("abc"));
+    }
 }

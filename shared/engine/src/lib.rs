@@ -12,12 +12,14 @@ pub mod api;
 pub mod connections;
 pub mod error;
 pub mod jobs;
+pub mod metrics;
 pub mod prefetch;
 pub mod pull;
 pub mod push;
 pub mod runs;
 pub mod service;
 pub mod settings;
+pub mod sweep;
 pub mod telemetry;
 pub mod webhooks;
 

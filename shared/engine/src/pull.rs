@@ -34,6 +34,11 @@ pub enum PullEnd {
     HandOver {
         delay: Option<Duration>,
     },
+    /// Another delivery of this run holds the part: look again after `delay`, when its lease
+    /// has either been renewed (it lives: wait again) or run out (it died: take over).
+    Wait {
+        delay: Duration,
+    },
 }
 
 /// Where a pull stands, saved after every page (R-SYN-2).
@@ -113,7 +118,9 @@ pub async fn fail_entity(
     if ours {
         svc.store.clear_checkpoint(shop, name).await?;
     }
-    svc.store.release_lease(shop, name, &job.run_id).await?;
+    svc.store
+        .release_lease(shop, name, &job.lease_holder())
+        .await?;
     end_entity(svc, job, entity, "failed", Some(&msg)).await
 }
 
@@ -128,13 +135,19 @@ pub async fn pull_entity(
     let shop = conn.shop_id.as_str();
     let name = entity.as_str();
     let now = svc.now();
-    let lease_until = now
-        + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
-    if let LeaseAnswer::HeldBy { holder, .. } = svc
+    let holder = job.lease_holder();
+    if let LeaseAnswer::HeldBy { holder, until } = svc
         .store
-        .acquire_lease(shop, name, &job.run_id, lease_until, now)
+        .acquire_lease(shop, name, &holder, part_until(svc), now)
         .await?
     {
+        if holder.starts_with(&format!("{}/", job.run_id)) {
+            // The same run, another delivery (a redelivered message, a crashed pull): never two
+            // pulls of one part at once, and a dead holder's part is taken over within seconds.
+            let delay = (until - now).to_std().unwrap_or_default() + Duration::from_secs(1);
+            tracing::info!(shop, run_id = %job.run_id, entity = name, %holder, "part held by another delivery of this run; waiting");
+            return Ok(PullEnd::Wait { delay });
+        }
         // R-SYN-3: another run is pulling this entity; this trigger is harmless.
         let msg =
             format!("Another run ({holder}) is syncing {name}; this run left it to that one.");
@@ -142,6 +155,8 @@ pub async fn pull_entity(
         return Ok(PullEnd::Done);
     }
 
+    // Renewed while this pull lives; a crash stops the renewals and frees the part soon after.
+    let _heartbeat = Heartbeat::start(svc, shop, name, &holder);
     let mut ck = match svc.store.get_checkpoint(shop, name).await? {
         Some(v) => match serde_json::from_value::<Checkpoint>(v) {
             Ok(ck) if ck.run_id == job.run_id => {
@@ -263,6 +278,20 @@ pub async fn pull_entity(
     .await;
     ck.tally.api_calls = tally_calls_base + (kv.api_calls() - calls_base);
 
+    if matches!(outcome, Err(JobError::LeaseLost)) {
+        // Someone else holds the part now: write nothing more, not even the checkpoint.
+        tracing::warn!(shop, run_id = %job.run_id, entity = name, "lease lost; stopping");
+        return Err(JobError::LeaseLost);
+    }
+    // Fencing: the last writes (cursor, checkpoint, report) only while the part is still ours.
+    if !svc
+        .store
+        .renew_lease(shop, name, &holder, part_until(svc))
+        .await?
+    {
+        tracing::warn!(shop, run_id = %job.run_id, entity = name, "lease lost; stopping");
+        return Err(JobError::LeaseLost);
+    }
     let e = match outcome {
         Ok(()) => {
             // Everything up to the pull's start is in Abaha: the cursor may move there (R-SYN-2).
@@ -275,7 +304,7 @@ pub async fn pull_entity(
             };
             ck.tally.message = None;
             report(svc, job, entity, &ck.tally).await?;
-            svc.store.release_lease(shop, name, &job.run_id).await?;
+            svc.store.release_lease(shop, name, &holder).await?;
             runs::finish_if_done(svc, shop, &job.run_id).await?;
             tracing::info!(shop, run_id = %job.run_id, entity = name, read = ck.tally.read, created = ck.tally.created,
                 updated = ck.tally.updated, unchanged = ck.tally.unchanged, failed = ck.tally.failed,
@@ -315,8 +344,10 @@ pub async fn pull_entity(
                 delay: Some(RETRY_AFTER_PROGRESS),
             });
         }
-        // Left on the queue: SQS delivers the job again and it resumes from the checkpoint.
+        // Left on the queue: SQS delivers the job again and it resumes from the checkpoint
+        // (the part freed, so the next delivery takes it at once).
         tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull interrupted; will retry");
+        svc.store.release_lease(shop, name, &holder).await?;
         return Err(e);
     }
     match &e {
@@ -358,7 +389,7 @@ pub async fn pull_entity(
                 )
                 .await?;
             svc.store.clear_checkpoint(shop, name).await?;
-            svc.store.release_lease(shop, name, &job.run_id).await?;
+            svc.store.release_lease(shop, name, &holder).await?;
             runs::finish_if_done(svc, shop, &job.run_id).await?;
             Ok(PullEnd::Done)
         }
@@ -507,19 +538,70 @@ async fn save_progress(
 ) -> Result<(), JobError> {
     let shop = job.shop_id.as_str();
     let name = entity.as_str();
+    // Renewed first: a holder that lost the part (fencing) writes no checkpoint over the new one.
+    if !svc
+        .store
+        .renew_lease(shop, name, &job.lease_holder(), part_until(svc))
+        .await?
+    {
+        return Err(JobError::LeaseLost);
+    }
+    let until = svc.now()
+        + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
     svc.store
         .put_checkpoint(shop, name, &checkpoint_value(ck))
         .await?;
     report(svc, job, entity, &ck.tally).await?;
-    let until = svc.now()
-        + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
-    svc.store
-        .renew_lease(shop, name, &job.run_id, until)
-        .await?;
     svc.store
         .renew_lease(shop, runs::RUN_SCOPE, &job.run_id, until)
         .await?;
     Ok(())
+}
+
+/// When a part's lease taken or renewed now runs out.
+fn part_until(svc: &Service) -> DateTime<Utc> {
+    svc.now()
+        + ChronoDuration::from_std(svc.settings.part_lease_ttl)
+            .unwrap_or(ChronoDuration::seconds(15))
+}
+
+/// Renews a part's lease five times per `part_lease_ttl` until dropped (the pull ended, or its
+/// task was killed). It stops by itself once a renewal finds the lease gone or taken; the pull's
+/// own fence (`save_progress`, the last writes) then stops the pull.
+struct Heartbeat(JoinHandle<()>);
+
+impl Heartbeat {
+    fn start(svc: &Service, shop: &str, part: &str, holder: &str) -> Heartbeat {
+        let (svc, shop, part, holder) = (
+            svc.clone(),
+            shop.to_string(),
+            part.to_string(),
+            holder.to_string(),
+        );
+        Heartbeat(tokio::spawn(async move {
+            let every = (svc.settings.part_lease_ttl / 5).max(Duration::from_millis(100));
+            loop {
+                tokio::time::sleep(every).await;
+                match svc
+                    .store
+                    .renew_lease(&shop, &part, &holder, part_until(&svc))
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(shop, entity = part, error = %e, "lease renewal failed")
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn checkpoint_value(ck: &Checkpoint) -> Value {

@@ -172,8 +172,18 @@ pub async fn start(
         .acquire_lease(shop, RUN_SCOPE, &run_id, until, now)
         .await?
     {
-        LeaseAnswer::Acquired => {}
-        LeaseAnswer::HeldBy { holder, .. } => {
+        // The shop's previous run, if its lease lapsed unfinished, is reported failed now.
+        LeaseAnswer::Acquired => {
+            // Never at the cost of the new run: the lease is taken, the run must be created.
+            if let Err(e) = crate::sweep::close_abandoned(svc, shop, now).await {
+                tracing::warn!(shop, error = %e, "could not close the previous run");
+            }
+        }
+        LeaseAnswer::HeldBy { holder, until } => {
+            // A run whose pull died is resumed from its checkpoints, not waited out.
+            if let Err(e) = crate::sweep::resume_if_stalled(svc, conn, &holder, until, now).await {
+                tracing::warn!(shop, run_id = %holder, error = %e, "could not resume a stalled run");
+            }
             tracing::info!(shop, run_id = %holder, "run already active");
             return Ok(Started {
                 run_id: holder,
@@ -295,6 +305,13 @@ pub async fn finish_if_done(
         .await?;
     svc.store.release_lease(shop, RUN_SCOPE, run_id).await?;
     tracing::info!(shop, run_id, state, "run finished");
+    let seconds = report
+        .get("started_at")
+        .and_then(Value::as_str)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| (svc.now() - t.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or(0.0);
+    crate::metrics::emit(&crate::metrics::run_finished(shop, &report, state, seconds));
     Ok(())
 }
 

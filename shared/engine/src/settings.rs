@@ -29,6 +29,12 @@ pub struct Settings {
     pub invoice_overlap: Duration,
     /// A lease outlives a crashed holder by this much at most (R-SYN-3).
     pub lease_ttl: Duration,
+    /// A pull renews its part's lease every fifth of this while it runs; a holder that missed
+    /// that many renewals is dead, and the part is free for the next delivery or run.
+    pub part_lease_ttl: Duration,
+    /// A run whose lease nobody renewed for this long, and none of whose parts is held, was
+    /// interrupted (its pull died): the next Sync press or tick resumes it from its checkpoints.
+    pub stall_after: Duration,
     /// A pull hands over to a continuation when less than this is left before its deadline.
     pub handover_margin: Duration,
     /// Longest time one pull job may run when no Lambda deadline applies (local stack).
@@ -55,6 +61,8 @@ impl Default for Settings {
             overlap: Duration::from_secs(10 * 60),
             invoice_overlap: Duration::from_secs(60 * 60),
             lease_ttl: Duration::from_secs(15 * 60),
+            part_lease_ttl: Duration::from_secs(15),
+            stall_after: Duration::from_secs(60),
             handover_margin: Duration::from_secs(20),
             job_budget: Duration::from_secs(240),
             max_body_bytes: 256 * 1024,
@@ -102,6 +110,23 @@ impl Settings {
                 .parse()
                 .map_err(|_| format!("SYNC_JOB_BUDGET_SECS must be a whole number, got {v:?}"))?;
             s.job_budget = Duration::from_secs(secs);
+        }
+        if let Some(v) = var("SYNC_LEASE_TTL_SECS") {
+            let secs: u64 = v
+                .parse()
+                .map_err(|_| format!("SYNC_LEASE_TTL_SECS must be a whole number, got {v:?}"))?;
+            s.lease_ttl = Duration::from_secs(secs.max(1));
+        }
+        for (name, field) in [
+            ("PART_LEASE_TTL_SECS", &mut s.part_lease_ttl),
+            ("RUN_STALL_SECS", &mut s.stall_after),
+        ] {
+            if let Some(v) = var(name) {
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| format!("{name} must be a whole number, got {v:?}"))?;
+                *field = Duration::from_secs(secs.max(1));
+            }
         }
         if let Some(v) = var("KIOTVIET_CONCURRENCY") {
             s.kiotviet_concurrency = v

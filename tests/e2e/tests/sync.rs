@@ -1245,6 +1245,10 @@ async fn r_syn_2_a_killed_job_resumes_from_its_checkpoint() {
     let opts = StackOptions {
         kiotviet: Some(exact(2, 10, CUSTOMERS)),
         no_workers: true,
+        settings: Some(Settings {
+            part_lease_ttl: Duration::from_secs(1),
+            ..Settings::default()
+        }),
         ..StackOptions::default()
     };
     let Some(stack) = start(opts).await else {
@@ -1313,7 +1317,8 @@ async fn r_syn_2_a_killed_job_resumes_from_its_checkpoint() {
         "no cursor before the end"
     );
 
-    // WHEN the same job is delivered again
+    // WHEN the same job is delivered again, once the dead pull missed its lease renewals
+    tokio::time::sleep(svc.settings.part_lease_ttl + Duration::from_millis(100)).await;
     kv(&stack).set_faults(Faults::default());
     kv(&stack).reset_stats();
     engine::handle_job(&svc, &job, engine::jobs::local_deadline(&svc))
