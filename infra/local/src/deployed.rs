@@ -1034,7 +1034,9 @@ async fn gateway_serve(State(gw): State<Gateway>, req: Request) -> Response {
         }
     }
     let answer = match tokio::time::timeout(GATEWAY_CUT, gw.host.invoke(event)).await {
-        Err(_) | Ok(Err(InvokeError::TimedOut(_))) => {
+        // The integration's 30 s: API Gateway gives up (503). The function's own Timeout
+        // (shorter) is a failed invocation, answered like any function error (500).
+        Err(_) => {
             return gateway_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
         }
         Ok(Err(e)) => {
