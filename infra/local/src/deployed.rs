@@ -176,21 +176,10 @@ impl Deployed {
         let admin_token = "local-admin-token".to_string();
         let mut ssm_names = BTreeMap::new();
         let mut params: HashMap<String, String> = HashMap::new();
-        for name in [
-            "KiotVietApiUrl",
-            "AbahaApiUrl",
-            "AdminTokenParameter",
-            "AbahaTokenParameter",
-            "GetBudgetPerHour",
-            "ScheduleExpression",
-            "WebhookBaseUrl",
-            "LogRetentionDays",
-            "AlarmEmail",
-        ] {
-            params.insert(
-                name.into(),
-                template.parameter_default(name).unwrap_or_default(),
-            );
+        // Every template parameter at its default; a parameter without one must be given here.
+        for name in template.parameter_names() {
+            let value = template.parameter_default(&name).unwrap_or_default();
+            params.insert(name, value);
         }
         params.insert("KiotVietApiUrl".into(), kiotviet.url());
         params.insert("AbahaApiUrl".into(), abaha.url());
