@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README): `make demo` and `make test`.
-.PHONY: demo test stack bootstrap lambda-build clean-local bench bench-mapping
+.PHONY: demo test stack stack-deployed bootstrap lambda-build clean-local bench bench-mapping
 
 demo: ## Run the whole flow locally against the sandboxes and print what it did
 	infra/demo.sh
@@ -9,6 +9,11 @@ test: ## Format, lint, unit + end-to-end tests on real local servers, template v
 
 stack: ## Serve the service API on 127.0.0.1:$${SERVICE_PORT:-9000} with moto + sandboxes (Ctrl-C stops)
 	infra/stack.sh
+
+stack-deployed: ## The deployed topology: the five Lambda binaries as processes, wired by template.yaml (Ctrl-C stops)
+	infra/bootstrap.sh stack
+	cargo build -p functions -p local-stack --bins
+	target/debug/local-stack deployed
 
 bootstrap: ## Install the project venvs (moto, cfn-lint, cargo-lambda)
 	infra/bootstrap.sh all

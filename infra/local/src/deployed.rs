@@ -176,21 +176,10 @@ impl Deployed {
         let admin_token = "local-admin-token".to_string();
         let mut ssm_names = BTreeMap::new();
         let mut params: HashMap<String, String> = HashMap::new();
-        for name in [
-            "KiotVietApiUrl",
-            "AbahaApiUrl",
-            "AdminTokenParameter",
-            "AbahaTokenParameter",
-            "GetBudgetPerHour",
-            "ScheduleExpression",
-            "WebhookBaseUrl",
-            "LogRetentionDays",
-            "AlarmEmail",
-        ] {
-            params.insert(
-                name.into(),
-                template.parameter_default(name).unwrap_or_default(),
-            );
+        // Every template parameter at its default; a parameter without one must be given here.
+        for name in template.parameter_names() {
+            let value = template.parameter_default(&name).unwrap_or_default();
+            params.insert(name, value);
         }
         params.insert("KiotVietApiUrl".into(), kiotviet.url());
         params.insert("AbahaApiUrl".into(), abaha.url());
@@ -1034,7 +1023,9 @@ async fn gateway_serve(State(gw): State<Gateway>, req: Request) -> Response {
         }
     }
     let answer = match tokio::time::timeout(GATEWAY_CUT, gw.host.invoke(event)).await {
-        Err(_) | Ok(Err(InvokeError::TimedOut(_))) => {
+        // The integration's 30 s: API Gateway gives up (503). The function's own Timeout
+        // (shorter) is a failed invocation, answered like any function error (500).
+        Err(_) => {
             return gateway_error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
         }
         Ok(Err(e)) => {

@@ -643,6 +643,20 @@ async fn schedule(svc: Service, every_secs: u64, mut stop: watch::Receiver<bool>
     }
 }
 
+/// moto started by this process for a command that needs only the AWS stand-in
+/// (`local-stack deployed`); stopped when dropped.
+pub struct MotoGuard(MotoProcess);
+
+impl MotoGuard {
+    pub async fn start() -> Result<MotoGuard, StackError> {
+        MotoProcess::start().await.map(MotoGuard)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.0.url
+    }
+}
+
 /// moto's server as a child process on a free loopback port; killed when dropped.
 struct MotoProcess {
     url: String,

@@ -1,6 +1,8 @@
 //! `local-stack serve` — the service API on 127.0.0.1:$SERVICE_PORT with everything behind it.
 //! `local-stack demo`  — the main job, end to end: connect a demo café, full sync, order push,
 //!                       incremental sync; prints what happened.
+//! `local-stack deployed` — the deployed topology: the five Lambda binaries (target/debug) as
+//!                       processes behind a Runtime API emulator, wired by template.yaml.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,7 @@ async fn main() {
     let result = match cmd.as_str() {
         "serve" => serve().await,
         "demo" => demo().await,
+        "deployed" => deployed().await,
         "bench" => {
             init_logs("warn");
             let mut opts = local_stack::bench::BenchOptions::default();
@@ -23,7 +26,7 @@ async fn main() {
             local_stack::bench::run(opts).await
         }
         other => Err(format!(
-            "unknown command {other:?}; use `serve`, `demo` or `bench`"
+            "unknown command {other:?}; use `serve`, `demo`, `deployed` or `bench`"
         )),
     };
     if let Err(e) = result {
@@ -58,6 +61,76 @@ async fn serve() -> Result<(), String> {
     println!("Ctrl-C stops everything this command started.");
     let _ = tokio::signal::ctrl_c().await;
     stack.stop().await;
+    Ok(())
+}
+
+async fn deployed() -> Result<(), String> {
+    use local_stack::deployed::{Deployed, DeployedOptions};
+    init_logs("info");
+    let bin_dir = local_stack::workspace_root().join("target/debug");
+    let mut binaries = std::collections::BTreeMap::new();
+    for name in [
+        "api",
+        "dispatcher",
+        "catalog-pull",
+        "customer-pull",
+        "invoice-pull",
+    ] {
+        let path = bin_dir.join(name);
+        if !path.exists() {
+            return Err(format!(
+                "{} is missing: run `cargo build -p functions --bins` (or `make stack-deployed`)",
+                path.display()
+            ));
+        }
+        binaries.insert(name.to_string(), path);
+    }
+    let (endpoint, _moto) = match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(url) if !url.trim().is_empty() => (url, None),
+        _ => {
+            let moto = local_stack::MotoGuard::start()
+                .await
+                .map_err(|e| e.to_string())?;
+            (moto.url().to_string(), Some(moto))
+        }
+    };
+    let d = Deployed::start(DeployedOptions {
+        aws_endpoint: endpoint.clone(),
+        binaries,
+        stage: Some("prod".into()),
+        webhooks: true,
+        ..DeployedOptions::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    println!("HTTP API ($default)  {}", d.api_url);
+    println!("HTTP API (stage)     {}/prod", d.api_url);
+    println!("DynamoDB/SQS/KMS/SSM {endpoint}");
+    println!("KiotViet FnB         {}", d.kiotviet.url());
+    println!("Abaha Sync API       {}", d.abaha.url());
+    println!("admin token          {}", d.admin_token);
+    println!("function logs        {}", d.log_dir.display());
+    println!("Ctrl-C stops everything this command started.");
+    let every = std::env::var("SCHEDULE_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0);
+    match every {
+        Some(secs) => loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = tokio::time::sleep(Duration::from_secs(secs)) => {
+                    if let Err(e) = d.tick().await {
+                        eprintln!("scheduled tick failed: {e}");
+                    }
+                }
+            }
+        },
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    d.stop().await;
     Ok(())
 }
 

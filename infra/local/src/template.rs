@@ -320,6 +320,17 @@ impl Template {
             .collect()
     }
 
+    /// Every parameter's name.
+    pub fn parameter_names(&self) -> Vec<String> {
+        self.raw
+            .get("Parameters")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, _)| k.as_str().map(str::to_string))
+            .collect()
+    }
+
     /// A parameter's default value.
     pub fn parameter_default(&self, name: &str) -> Option<String> {
         match self.raw.get("Parameters")?.get(name)?.get("Default")? {

@@ -174,7 +174,7 @@ fn alarms(t: &Template) -> Vec<(String, String, Option<Expr>)> {
 }
 
 #[test]
-fn given_every_dead_letter_queue_then_a_message_in_it_raises_an_alarm() {
+fn given_every_job_queue_then_a_dead_letter_or_a_job_waiting_too_long_raises_an_alarm() {
     let t = template();
     let alarms = alarms(&t);
     for q in t.queues() {
@@ -184,6 +184,14 @@ fn given_every_dead_letter_queue_then_a_message_in_it_raises_an_alarm() {
                 && m == "ApproximateNumberOfMessagesVisible"
                 && d.as_ref().and_then(Expr::resource) == Some(dlq.as_str())),
             "no alarm on {dlq}'s depth"
+        );
+        // AND jobs waiting long for a pull (concurrency reached, the function failing) are seen
+        assert!(
+            alarms.iter().any(|(ns, m, d)| ns == "AWS/SQS"
+                && m == "ApproximateAgeOfOldestMessage"
+                && d.as_ref().and_then(Expr::resource) == Some(q.logical_id.as_str())),
+            "no alarm on the age of {}'s oldest job",
+            q.logical_id
         );
     }
 }
