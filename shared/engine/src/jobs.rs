@@ -7,9 +7,10 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use store::Connection;
+use store::{Connection, LeaseAnswer};
 use tracing::Instrument;
 
 use crate::error::JobError;
@@ -88,6 +89,14 @@ pub struct SyncJob {
     /// wait for the products of the same run, whose Abaha ids their lines carry (R-INV-2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub then: Vec<Entity>,
+    /// Until when the run's start holds the shop's run lease (R-SYN-3): a job that ends before
+    /// then needs no lease write of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<DateTime<Utc>>,
+    /// The budget window in which the run's start took one KiotViet GET per entity (R-SYN-6):
+    /// the first page of each entity is paid already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepaid: Option<DateTime<Utc>>,
 }
 
 impl SyncJob {
@@ -99,6 +108,8 @@ impl SyncJob {
             full,
             continuation: 0,
             then: vec![],
+            lease_until: None,
+            prepaid: None,
         }
     }
 
@@ -144,17 +155,29 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
     // alone the parts this run already ended: pulling them again would reset their counts and
     // reopen a finished run.
     let ended = ended_entities(svc, &job).await?;
-    if job.entities.iter().any(|e| !ended.contains(e)) {
-        let _ = svc
-            .store
-            .set_run_state(&job.shop_id, &job.run_id, "running", None)
-            .await;
+    let to_pull = job
+        .entities
+        .iter()
+        .any(|e| !ended.contains(e) && e.is_switched_on(&conn));
+    if to_pull && let Some(holder) = hold_run_lease(svc, &job, deadline).await? {
+        // R-SYN-3: another run is the shop's now (this one's lease ran out while the job
+        // waited); its pulls do the work, and this trigger is harmless.
+        for e in job
+            .entities
+            .iter()
+            .chain(&job.then)
+            .filter(|e| !ended.contains(e))
+        {
+            let msg = format!(
+                "Another run ({holder}) is syncing {}; this run left it to that one.",
+                e.as_str()
+            );
+            pull::end_entity(svc, &job, *e, "skipped", Some(&msg)).await?;
+        }
+        return Ok(());
     }
     for (i, entity) in job.entities.iter().enumerate() {
         if ended.contains(entity) {
-            svc.store
-                .release_lease(&job.shop_id, entity.as_str(), &job.run_id)
-                .await?;
             continue;
         }
         if !entity.is_switched_on(&conn) {
@@ -214,6 +237,34 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
     enqueue_chained(svc, &job).await
 }
 
+/// Makes sure the shop's run lease is this run's for as long as the job may run (R-SYN-3), or
+/// answers who holds it. The lease taken when the run started is enough while it outlives the
+/// job's deadline (no write: an idle tick's jobs write no lease); otherwise one conditional
+/// write takes it back (it expired, or this is a late continuation), unless another run has it.
+async fn hold_run_lease(
+    svc: &Service,
+    job: &SyncJob,
+    deadline: Instant,
+) -> Result<Option<String>, store::StoreError> {
+    let now = svc.now();
+    let job_end = now
+        + ChronoDuration::from_std(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or(ChronoDuration::minutes(15));
+    if job.lease_until.is_some_and(|until| job_end < until) {
+        return Ok(None);
+    }
+    let until = now
+        + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
+    match svc
+        .store
+        .acquire_lease(&job.shop_id, runs::RUN_SCOPE, &job.run_id, until, now)
+        .await?
+    {
+        LeaseAnswer::Acquired => Ok(None),
+        LeaseAnswer::HeldBy { holder, .. } => Ok(Some(holder)),
+    }
+}
+
 /// The job's entities whose part of the run already reached a final state.
 async fn ended_entities(svc: &Service, job: &SyncJob) -> Result<Vec<Entity>, store::StoreError> {
     let report = svc.store.get_run(&job.shop_id, &job.run_id).await?;
@@ -236,6 +287,8 @@ async fn enqueue_chained(svc: &Service, job: &SyncJob) -> Result<(), JobError> {
             Some((_, next)) => next.entities.push(*e),
             None => {
                 let mut next = SyncJob::new(&job.shop_id, &job.run_id, job.full);
+                next.lease_until = job.lease_until;
+                next.prepaid = job.prepaid;
                 next.entities.push(*e);
                 by_queue.push((queue, next));
             }

@@ -17,7 +17,7 @@ use mapping::hash::content_hash;
 use mapping::kiotviet::{Category, Customer, Invoice, Page, Product};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use store::{Connection, IdKind, IdLink, LeaseAnswer};
+use store::{Connection, IdKind, IdLink};
 use tokio::task::JoinHandle;
 
 use crate::error::JobError;
@@ -113,7 +113,6 @@ pub async fn fail_entity(
     if ours {
         svc.store.clear_checkpoint(shop, name).await?;
     }
-    svc.store.release_lease(shop, name, &job.run_id).await?;
     end_entity(svc, job, entity, "failed", Some(&msg)).await
 }
 
@@ -128,36 +127,36 @@ pub async fn pull_entity(
     let shop = conn.shop_id.as_str();
     let name = entity.as_str();
     let now = svc.now();
-    let lease_until = now
-        + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
-    if let LeaseAnswer::HeldBy { holder, .. } = svc
-        .store
-        .acquire_lease(shop, name, &job.run_id, lease_until, now)
-        .await?
-    {
-        // R-SYN-3: another run is pulling this entity; this trigger is harmless.
-        let msg =
-            format!("Another run ({holder}) is syncing {name}; this run left it to that one.");
-        end_entity(svc, job, entity, "skipped", Some(&msg)).await?;
-        return Ok(PullEnd::Done);
-    }
-
-    let mut ck = match svc.store.get_checkpoint(shop, name).await? {
-        Some(v) => match serde_json::from_value::<Checkpoint>(v) {
-            Ok(ck) if ck.run_id == job.run_id => {
-                tracing::info!(shop, run_id = %job.run_id, entity = name, position = ck.position, "resuming from checkpoint");
-                ck
-            }
-            _ => fresh_checkpoint(svc, conn, job, entity, now).await?,
-        },
+    // R-SYN-3 is held by the shop's run lease, which the job checked before its first pull
+    // (`jobs::hold_run_lease`): this run is the shop's only one while its pulls go on.
+    let stored = svc.store.get_checkpoint(shop, name).await?;
+    // Whether a checkpoint item exists (this run's or a dead run's): only then is there one to clear.
+    let mut checkpoint_stored = stored.is_some();
+    let resumed = stored
+        .and_then(|v| serde_json::from_value::<Checkpoint>(v).ok())
+        .filter(|ck| ck.run_id == job.run_id);
+    let is_resumed = resumed.is_some();
+    let mut ck = match resumed {
+        Some(ck) => {
+            tracing::info!(shop, run_id = %job.run_id, entity = name, position = ck.position, "resuming from checkpoint");
+            ck
+        }
         None => fresh_checkpoint(svc, conn, job, entity, now).await?,
     };
     ck.tally.state = "running".into();
     ck.tally.waiting_until = None;
-    report(svc, job, entity, &ck.tally).await?;
+    if is_resumed {
+        // A continuation shows at once that it runs again (it may have been "waiting").
+        report(svc, job, entity, &ck.tally).await?;
+    }
+    // A fresh pull shows "queued" until its first progress save (2 s) or its end: a one-page
+    // pull writes its report once.
 
+    // The run's start paid for the first GET of each entity (`runs::start`); only a pull that
+    // starts afresh in the run's first job uses it.
+    let prepaid = job.prepaid.filter(|_| job.continuation == 0 && !is_resumed);
     let kv = svc
-        .kiotviet_for_pull(conn)
+        .kiotviet_for_pull_prepaid(conn, prepaid)
         .await?
         .with_deadline(Some(deadline));
     let request = list_request(entity, ck.from);
@@ -172,6 +171,8 @@ pub async fn pull_entity(
         svc.kiotviet_slots(&conn.retailer),
     );
     let read_at_start = ck.tally.read;
+    // Whether KiotViet named anything (records or deletions) since the cursor.
+    let mut saw_any = false;
     let outcome: Result<(), JobError> = async {
         let mut processing: VecDeque<JoinHandle<Result<PageDone, JobError>>> = VecDeque::new();
         let mut read_pos = ck.position;
@@ -202,6 +203,7 @@ pub async fn pull_entity(
                     }
                 };
                 let read = page.data.len() as i64;
+                saw_any |= read > 0 || !page.removed_ids.is_empty();
                 let page_start = read_pos;
                 read_pos += read;
                 // Offset paging shifts when records are deleted while we read: this page then
@@ -256,6 +258,7 @@ pub async fn pull_entity(
             // most this much work, which the re-run redoes harmlessly (keyed upserts).
             if !processing.is_empty() && last_save.elapsed() >= CHECKPOINT_EVERY {
                 save_progress(svc, job, entity, &ck).await?;
+                checkpoint_stored = true;
                 last_save = Instant::now();
             }
         }
@@ -266,8 +269,16 @@ pub async fn pull_entity(
     let e = match outcome {
         Ok(()) => {
             // Everything up to the pull's start is in Abaha: the cursor may move there (R-SYN-2).
-            svc.store.advance_cursor(shop, name, ck.started_at).await?;
-            svc.store.clear_checkpoint(shop, name).await?;
+            // An incremental pull that KiotViet answered with nothing leaves it where it is:
+            // staying is never past unwritten data nor backwards, and an idle tick writes nothing.
+            let nothing_new =
+                !job.full && !ck.first_sync && ck.from.is_some() && ck.tally.read == 0 && !saw_any;
+            if !nothing_new {
+                svc.store.advance_cursor(shop, name, ck.started_at).await?;
+            }
+            if checkpoint_stored {
+                svc.store.clear_checkpoint(shop, name).await?;
+            }
             ck.tally.state = if ck.tally.failed > 0 {
                 "partial".into()
             } else {
@@ -275,7 +286,6 @@ pub async fn pull_entity(
             };
             ck.tally.message = None;
             report(svc, job, entity, &ck.tally).await?;
-            svc.store.release_lease(shop, name, &job.run_id).await?;
             runs::finish_if_done(svc, shop, &job.run_id).await?;
             tracing::info!(shop, run_id = %job.run_id, entity = name, read = ck.tally.read, created = ck.tally.created,
                 updated = ck.tally.updated, unchanged = ck.tally.unchanged, failed = ck.tally.failed,
@@ -358,7 +368,6 @@ pub async fn pull_entity(
                 )
                 .await?;
             svc.store.clear_checkpoint(shop, name).await?;
-            svc.store.release_lease(shop, name, &job.run_id).await?;
             runs::finish_if_done(svc, shop, &job.run_id).await?;
             Ok(PullEnd::Done)
         }
@@ -513,9 +522,6 @@ async fn save_progress(
     report(svc, job, entity, &ck.tally).await?;
     let until = svc.now()
         + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
-    svc.store
-        .renew_lease(shop, name, &job.run_id, until)
-        .await?;
     svc.store
         .renew_lease(shop, runs::RUN_SCOPE, &job.run_id, until)
         .await?;

@@ -197,6 +197,7 @@ pub async fn start(
         "errors": [],
     });
     svc.store.create_run(shop, &run_id, &initial).await?;
+    let prepaid = prepay_first_pages(svc, conn, entities.len() as u32, now).await;
 
     // One job per pull function; the catalog job does categories before products (R-CAT-1).
     // Invoices run after the products of the same run, so that their lines find the products'
@@ -209,9 +210,11 @@ pub async fn start(
         } else {
             (e.queue(&svc.settings.queues), false)
         };
-        let job = jobs
-            .entry(queue)
-            .or_insert_with(|| SyncJob::new(shop, &run_id, full));
+        let job = jobs.entry(queue).or_insert_with(|| SyncJob {
+            lease_until: Some(until),
+            prepaid,
+            ..SyncJob::new(shop, &run_id, full)
+        });
         if chain {
             job.then.push(*e);
         } else {
@@ -238,6 +241,45 @@ pub async fn start(
     })
 }
 
+/// R-SYN-6: every pull reads at least one page, so the run's start takes one GET per entity
+/// from the shop's hourly budget in one write (instead of one write per pull). Answers the
+/// budget window paid in, or None when the budget could not give them (the pulls then ask for
+/// their own, and wait if the hour is spent).
+async fn prepay_first_pages(
+    svc: &Service,
+    conn: &Connection,
+    n: u32,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    use chrono::DurationRound;
+    let window = now.duration_trunc(ChronoDuration::hours(1)).ok()?;
+    match svc
+        .store
+        .take(&conn.retailer, window, n, svc.settings.get_budget_per_hour)
+        .await
+    {
+        Ok(store::BudgetAnswer::Granted { .. }) => Some(window),
+        Ok(store::BudgetAnswer::Exhausted { .. }) => None,
+        Err(e) => {
+            tracing::warn!(shop = %conn.shop_id, error = %e, "could not prepay the first pages; the pulls will");
+            None
+        }
+    }
+}
+
+/// The run state as readers see it: a run whose parts have started is running, although only
+/// its parts' reports say so (the pulls do not write the run's state when they start).
+fn as_shown(mut report: Value) -> Value {
+    let started = report["state"] == "queued"
+        && report["entities"]
+            .as_object()
+            .is_some_and(|e| e.values().any(|v| v["state"] != "queued"));
+    if started {
+        report["state"] = Value::from("running");
+    }
+    report
+}
+
 /// Run ids sort by time, so the newest run of a shop is easy to find and to read in logs.
 pub(crate) fn new_run_id(now: DateTime<Utc>) -> String {
     let suffix: u32 = rand::random();
@@ -247,7 +289,7 @@ pub(crate) fn new_run_id(now: DateTime<Utc>) -> String {
 /// `GET /v1/shops/{shop}/sync`: the latest run.
 pub async fn latest(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> {
     match svc.store.latest_run(shop).await? {
-        Some(report) => Ok(ApiResponse::json(200, report)),
+        Some(report) => Ok(ApiResponse::json(200, as_shown(report))),
         None => {
             if svc.store.get_connection(shop).await?.is_none() {
                 return Err(ApiError::unknown_shop(shop));
@@ -262,7 +304,7 @@ pub async fn latest(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> 
 /// `GET /v1/shops/{shop}/sync/{run_id}`.
 pub async fn one(svc: &Service, shop: &str, run_id: &str) -> Result<ApiResponse, ApiError> {
     match svc.store.get_run(shop, run_id).await? {
-        Some(report) => Ok(ApiResponse::json(200, report)),
+        Some(report) => Ok(ApiResponse::json(200, as_shown(report))),
         None => Err(ApiError::not_found(format!(
             "There is no run {run_id} for shop {shop}."
         ))),

@@ -164,7 +164,41 @@ impl Service {
         &self,
         conn: &Connection,
     ) -> Result<KiotVietClient, store::StoreError> {
-        self.kiotviet_reserving(conn, RESERVE).await
+        self.kiotviet_for_pull_prepaid(conn, None).await
+    }
+
+    /// As [`Service::kiotviet_for_pull`], holding one GET already taken from the budget window
+    /// `prepaid` (the run's start pays the first page of each pull, R-SYN-6).
+    pub async fn kiotviet_for_pull_prepaid(
+        &self,
+        conn: &Connection,
+        prepaid: Option<DateTime<Utc>>,
+    ) -> Result<KiotVietClient, store::StoreError> {
+        let (secret, token) = self.open_connection(conn).await?;
+        let creds = Credentials {
+            retailer: conn.retailer.clone(),
+            client_id: conn.client_id.clone(),
+            client_secret: secret,
+        };
+        let mut budget = SharedBudget {
+            reserve: RESERVE,
+            ..SharedBudget::exact(
+                self.store.clone(),
+                self.clock.clone(),
+                self.settings.get_budget_per_hour,
+            )
+        };
+        if let Some(window) = prepaid {
+            budget.granted = std::sync::atomic::AtomicU32::new(1);
+            budget.reserved = std::sync::Mutex::new((Some(window), 1));
+        }
+        Ok(KiotVietClient::with_token_slot(
+            self.http.clone(),
+            self.kv_config.clone(),
+            creds,
+            Arc::new(budget),
+            token,
+        ))
     }
 
     async fn kiotviet_reserving(

@@ -69,3 +69,181 @@ async fn r_con_4_a_changed_client_secret_is_used_at_once() {
     let run = sync(&stack, shop, json!({})).await;
     assert_eq!(run["state"], "succeeded", "{run}");
 }
+
+/// A café whose last change at the till was three hours ago: an incremental run finds nothing.
+fn quiet_cafe() -> StackOptions {
+    StackOptions {
+        kiotviet: Some(sandbox::kiotviet::KvConfig {
+            now: Some(chrono::Utc::now() - chrono::Duration::hours(3)),
+            ..sandbox::kiotviet::KvConfig::default()
+        }),
+        meter_aws: true,
+        ..StackOptions::default()
+    }
+}
+
+const ENTITIES: [&str; 4] = ["categories", "products", "customers", "invoices"];
+
+#[tokio::test]
+async fn r_syn_2_a_run_that_finds_nothing_new_leaves_every_cursor_where_it_was() {
+    // GIVEN a quiet café, fully synced
+    let Some(stack) = start(quiet_cafe()).await else {
+        return;
+    };
+    let shop = "idle-cursor";
+    connect(&stack, shop).await;
+    let full = sync(&stack, shop, json!({"full": true})).await;
+    assert_eq!(full["state"], "succeeded", "{full}");
+    let store = &stack.service.store;
+    let mut before = Vec::new();
+    for e in ENTITIES {
+        before.push(
+            store
+                .get_cursor(shop, e)
+                .await
+                .expect("store")
+                .expect("cursor"),
+        );
+    }
+    // WHEN an incremental run finds nothing new
+    let idle = sync(&stack, shop, json!({})).await;
+    assert_eq!(idle["state"], "succeeded", "{idle}");
+    // THEN no cursor moved (staying is neither past unwritten data nor backwards) and no
+    // checkpoint is left behind
+    for (e, was) in ENTITIES.iter().zip(&before) {
+        assert_eq!(idle["entities"][e]["read"], 0, "{idle}");
+        let now = store
+            .get_cursor(shop, e)
+            .await
+            .expect("store")
+            .expect("cursor");
+        assert_eq!(now, *was, "{e}");
+        assert!(
+            store
+                .get_checkpoint(shop, e)
+                .await
+                .expect("store")
+                .is_none()
+        );
+    }
+    // WHEN a product then changes at the till
+    let kv = stack.kiotviet.as_ref().expect("KiotViet sandbox");
+    kv.set_now(chrono::Utc::now());
+    let id = stack
+        .abaha
+        .as_ref()
+        .expect("Abaha sandbox")
+        .stored(shop, sandbox::abaha::Kind::Products)
+        .first()
+        .map(|p| p.kiotviet_id.parse::<i64>().expect("numeric id"))
+        .expect("a product");
+    kv.rename_product(id, "Cà phê đổi tên").expect("renamed");
+    let run = sync(&stack, shop, json!({})).await;
+    // THEN the run that read it moves the products cursor to its start; the others stay
+    assert_eq!(run["entities"]["products"]["updated"], 1, "{run}");
+    let started: chrono::DateTime<chrono::Utc> = run["started_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("started_at");
+    let products = store
+        .get_cursor(shop, "products")
+        .await
+        .expect("store")
+        .expect("cursor");
+    assert!(products.modified_from >= started - chrono::Duration::seconds(1));
+    assert!(products.modified_from > before[1].modified_from);
+}
+
+#[tokio::test]
+async fn r_syn_3_an_idle_scheduled_run_writes_its_run_and_lease_but_no_cursor_checkpoint_or_part_lease()
+ {
+    // GIVEN a quiet café, fully synced, on a stack that counts what it asks of DynamoDB
+    let Some(stack) = start(quiet_cafe()).await else {
+        return;
+    };
+    let shop = "idle-writes";
+    connect(&stack, shop).await;
+    let full = sync(&stack, shop, json!({"full": true})).await;
+    assert_eq!(full["state"], "succeeded", "{full}");
+    let meter = stack.aws_meter.clone().expect("the AWS meter");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let _ = meter.take();
+    // WHEN the schedule ticks and the run finds nothing new
+    let out = engine::fan_out(&stack.service).await.expect("fan-out");
+    assert_eq!(out.started, 1, "{out:?}");
+    let run_id = Api::admin(&stack)
+        .get(&format!("/v1/shops/{shop}/sync"))
+        .await
+        .body["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let run = e2e_tests::wait_run(&stack, shop, &run_id).await;
+    assert_eq!(run["state"], "succeeded", "{run}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let counts = meter.take();
+    // THEN it wrote no cursor, no checkpoint and no per-part lease, took the GET budget once,
+    // asked KMS nothing, and sent one job per pull function
+    let writes = &counts.writes_by_kind;
+    assert!(
+        writes
+            .keys()
+            .all(|k| !k.contains("CURSOR") && !k.contains("CKPT") && !k.contains("LEASE#entity")),
+        "{writes:?}"
+    );
+    assert_eq!(writes.get("UpdateItem BUDGET"), Some(&1), "{writes:?}");
+    assert!(counts.items_written <= 10, "{writes:?}");
+    assert_eq!(counts.kms_total(), 0, "{:?}", counts.kms_calls);
+    assert_eq!(counts.sqs_messages_sent, 3, "{:?}", counts.sqs_calls);
+}
+
+#[tokio::test]
+async fn r_syn_3_a_late_job_of_a_run_whose_lease_another_run_took_leaves_its_parts_to_that_run() {
+    // GIVEN a stack whose jobs we deliver by hand and whose run leases last one second
+    let Some(stack) = start(StackOptions {
+        settings: Some(engine::Settings {
+            lease_ttl: std::time::Duration::from_secs(1),
+            ..engine::Settings::default()
+        }),
+        no_workers: true,
+        ..StackOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let shop = "idle-late";
+    connect(&stack, shop).await;
+    let api = Api::admin(&stack);
+    let path = format!("/v1/shops/{shop}/sync");
+    // AND a run whose jobs wait on the queue until its lease ran out, and a second run since
+    let first = api.post(&path, json!({"entities": ["customers"]})).await;
+    let first = first.body["run_id"].as_str().expect("run id").to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let second = api.post(&path, json!({"entities": ["customers"]})).await;
+    assert_eq!(second.body["already_running"], false, "{}", second.body);
+    let second = second.body["run_id"].as_str().expect("run id").to_string();
+    // WHEN the first run's job arrives (while the second run holds the shop)
+    let svc = &stack.service;
+    let queue = &svc.settings.queues.customers;
+    let jobs = svc.queue.receive(queue, 10, 1, 60).await.expect("receive");
+    let late = jobs
+        .iter()
+        .find(|j| j.body["run_id"] == json!(first))
+        .expect("the first run's job");
+    engine::handle_job(svc, &late.body, engine::jobs::local_deadline(svc))
+        .await
+        .expect("the late job ends");
+    // THEN it pulled nothing and says which run has the part; its run ends
+    let report = api.get(&format!("{path}/{first}")).await.body;
+    let customers = &report["entities"]["customers"];
+    assert_eq!(customers["state"], "skipped", "{report}");
+    assert!(
+        customers["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&second)),
+        "{report}"
+    );
+    assert_eq!(customers["read"], 0, "{report}");
+    assert_eq!(report["state"], "succeeded", "{report}");
+}
