@@ -198,7 +198,8 @@ pub trait RunStore: Send + Sync {
     /// The assembled report: the initial fields, `state`, `finished_at`, `entities`,
     /// `manual_actions`, `errors` (+ `*_dropped` counts when a list hit its cap).
     async fn get_run(&self, shop: &str, run_id: &str) -> Result<Option<Value>, StoreError>;
-    /// The report of the shop's most recently created run.
+    /// The report of the shop's latest run: the most recently created (run ids sort by time, so
+    /// an adapter may take the greatest id).
     async fn latest_run(&self, shop: &str) -> Result<Option<Value>, StoreError>;
 }
 

@@ -5,7 +5,9 @@
 //! `E#{entity}` per entity report, `manual_actions` L and `errors` L (at most [`RUN_LIST_CAP`]
 //! each), `manual_actions_dropped` N and `errors_dropped` N (what the caps turned away),
 //! `expires_at` N (TTL: 90 days after creation).
-//! Latest pointer: `pk = "SHOP#{shop}"`, `sk = "RUNLATEST"`, `run_id` S.
+//! The latest run is the one with the greatest run id (run ids sort by time): one Query, newest
+//! first, limit 1. There is no pointer item to write on every run (issue 16); `RUNLATEST` items
+//! that older versions wrote are left alone.
 //!
 //! Functions of one run (catalog pull, customer pull …) update it at the same time, so every
 //! update touches only its own attributes with UpdateItem; nothing reads, changes and writes back
@@ -17,8 +19,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
 use super::{
-    DynamoStore, Item, from_av, get_s, is_expired, key, n, names, put_condition_failed, s, shop_pk,
-    time_text, to_av, update_condition_failed,
+    DynamoStore, Item, from_av, is_expired, key, n, names, put_condition_failed, s, shop_pk,
+    time_text, to_av, update_condition_failed, values,
 };
 use crate::StoreError;
 use crate::ports::{RUN_LIST_CAP, RunStore};
@@ -26,10 +28,10 @@ use crate::ports::{RUN_LIST_CAP, RunStore};
 /// How long run reports are kept.
 pub const RUN_TTL: Duration = Duration::days(90);
 const ENTITY_PREFIX: &str = "E#";
-const LATEST_SK: &str = "RUNLATEST";
+const RUN_PREFIX: &str = "RUN#";
 
 fn run_sk(run_id: &str) -> String {
-    format!("RUN#{run_id}")
+    format!("{RUN_PREFIX}{run_id}")
 }
 
 fn not_found(shop: &str, run_id: &str) -> StoreError {
@@ -279,15 +281,6 @@ impl RunStore for DynamoStore {
             put_condition_failed("dynamodb put_item (run)", e)?;
             return Ok(false);
         }
-        let mut latest = key(shop_pk(shop), LATEST_SK);
-        latest.insert("run_id".into(), s(run_id));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(latest))
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("dynamodb put_item (latest run)", e))?;
         Ok(true)
     }
 
@@ -368,17 +361,28 @@ impl RunStore for DynamoStore {
     async fn latest_run(&self, shop: &str) -> Result<Option<Value>, StoreError> {
         let out = self
             .client
-            .get_item()
+            .query()
             .table_name(&self.table)
-            .set_key(Some(key(shop_pk(shop), LATEST_SK)))
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :run)")
+            .set_expression_attribute_names(Some(names([("#pk", "pk"), ("#sk", "sk")])))
+            .set_expression_attribute_values(Some(values([
+                (":pk", s(shop_pk(shop))),
+                (":run", s(RUN_PREFIX)),
+            ])))
+            .scan_index_forward(false)
+            .limit(1)
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::aws("dynamodb get_item (latest run)", e))?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let run_id = get_s(&item, "run_id", "latest run item")?.to_owned();
-        self.get_run(shop, &run_id).await
+            .map_err(|e| StoreError::aws("dynamodb query (latest run)", e))?;
+        // Wall clock, as in `read_run`: past its retention, the newest run is gone, and so is
+        // every older one.
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .filter(|item| !is_expired(item, Utc::now()))
+            .map(assemble)
+            .transpose()
     }
 }
