@@ -97,6 +97,10 @@ pub struct SyncJob {
     /// the first page of each entity is paid already.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepaid: Option<DateTime<Utc>>,
+    /// Started by the schedule: nobody watches it live, so a job reports its parts together
+    /// when it ends (one write per job). A run from the Sync button reports each part as it ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scheduled: bool,
 }
 
 impl SyncJob {
@@ -110,6 +114,7 @@ impl SyncJob {
             then: vec![],
             lease_until: None,
             prepaid: None,
+            scheduled: false,
         }
     }
 
@@ -176,6 +181,8 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
         }
         return Ok(());
     }
+    // Final reports of this job's parts, written together (see `pull::pull_entity`).
+    let mut pending = Vec::new();
     for (i, entity) in job.entities.iter().enumerate() {
         if ended.contains(entity) {
             continue;
@@ -191,10 +198,19 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
             .await?;
             continue;
         }
-        let end = match pull::pull_entity(svc, &conn, &job, *entity, deadline).await {
+        let end = match pull::pull_entity(svc, &conn, &job, *entity, deadline, &mut pending).await {
             Ok(end) => end,
             // Left on the queue: SQS delivers the job again and it resumes from the checkpoint.
-            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) if e.is_retryable() => {
+                // The parts that ended are told (best effort: a part left untold is pulled
+                // again, harmlessly, from its moved cursor).
+                if let Err(store) =
+                    runs::report_parts(svc, &job.shop_id, &job.run_id, &pending).await
+                {
+                    tracing::warn!(shop = %job.shop_id, run_id = %job.run_id, error = %store, "could not report the parts that ended");
+                }
+                return Err(e);
+            }
             Err(e) => {
                 // It would fail the same way on every delivery: end the part with a reason
                 // instead of leaving the run "running" and the shop's lease held (R-SYN-7).
@@ -205,6 +221,8 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
         match end {
             PullEnd::Done => {}
             PullEnd::HandOver { delay } => {
+                runs::report_parts(svc, &job.shop_id, &job.run_id, &pending).await?;
+                pending.clear();
                 if job.continuation >= MAX_CONTINUATIONS {
                     pull::end_entity(
                         svc,
@@ -234,6 +252,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
             }
         }
     }
+    runs::report_parts(svc, &job.shop_id, &job.run_id, &pending).await?;
     enqueue_chained(svc, &job).await
 }
 
@@ -289,6 +308,7 @@ async fn enqueue_chained(svc: &Service, job: &SyncJob) -> Result<(), JobError> {
                 let mut next = SyncJob::new(&job.shop_id, &job.run_id, job.full);
                 next.lease_until = job.lease_until;
                 next.prepaid = job.prepaid;
+                next.scheduled = job.scheduled;
                 next.entities.push(*e);
                 by_queue.push((queue, next));
             }

@@ -116,13 +116,17 @@ pub async fn fail_entity(
     end_entity(svc, job, entity, "failed", Some(&msg)).await
 }
 
-/// Pulls one entity for one job.
+/// Pulls one entity for one job. A pull of a scheduled run that ends well leaves its final report
+/// in `pending`: the job writes the reports of its parts together (with the next part's first
+/// progress save, or when it ends or hands over), one write for a job's parts instead of one each.
+/// A run someone watches (the Sync button) reports each part as it ends (R-CON-5).
 pub async fn pull_entity(
     svc: &Service,
     conn: &Connection,
     job: &SyncJob,
     entity: Entity,
     deadline: Instant,
+    pending: &mut Vec<(Entity, Tally)>,
 ) -> Result<PullEnd, JobError> {
     let shop = conn.shop_id.as_str();
     let name = entity.as_str();
@@ -257,7 +261,7 @@ pub async fn pull_entity(
             // Saving after every page would double the pull's storage traffic; a crash loses at
             // most this much work, which the re-run redoes harmlessly (keyed upserts).
             if !processing.is_empty() && last_save.elapsed() >= CHECKPOINT_EVERY {
-                save_progress(svc, job, entity, &ck).await?;
+                save_progress(svc, job, entity, &ck, pending).await?;
                 checkpoint_stored = true;
                 last_save = Instant::now();
             }
@@ -285,8 +289,11 @@ pub async fn pull_entity(
                 "succeeded".into()
             };
             ck.tally.message = None;
-            report(svc, job, entity, &ck.tally).await?;
-            runs::finish_if_done(svc, shop, &job.run_id).await?;
+            pending.push((entity, ck.tally.clone()));
+            if !job.scheduled {
+                runs::report_parts(svc, shop, &job.run_id, pending).await?;
+                pending.clear();
+            }
             tracing::info!(shop, run_id = %job.run_id, entity = name, read = ck.tally.read, created = ck.tally.created,
                 updated = ck.tally.updated, unchanged = ck.tally.unchanged, failed = ck.tally.failed,
                 api_calls = ck.tally.api_calls, "pull finished");
@@ -513,13 +520,17 @@ async fn save_progress(
     job: &SyncJob,
     entity: Entity,
     ck: &Checkpoint,
+    pending: &mut Vec<(Entity, Tally)>,
 ) -> Result<(), JobError> {
     let shop = job.shop_id.as_str();
     let name = entity.as_str();
     svc.store
         .put_checkpoint(shop, name, &checkpoint_value(ck))
         .await?;
-    report(svc, job, entity, &ck.tally).await?;
+    // The parts this job finished before go with this one's progress, in the same write.
+    pending.push((entity, ck.tally.clone()));
+    runs::report_parts(svc, shop, &job.run_id, pending).await?;
+    pending.clear();
     let until = svc.now()
         + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
     svc.store

@@ -213,6 +213,7 @@ pub async fn start(
         let job = jobs.entry(queue).or_insert_with(|| SyncJob {
             lease_until: Some(until),
             prepaid,
+            scheduled: trigger == Trigger::Schedule,
             ..SyncJob::new(shop, &run_id, full)
         });
         if chain {
@@ -321,6 +322,35 @@ pub async fn finish_if_done(
     let Some(report) = svc.store.get_run(shop, run_id).await? else {
         return Ok(());
     };
+    finish_with(svc, shop, run_id, &report).await
+}
+
+/// Writes the reports of a job's parts in one write (what ended, and what is running); if that
+/// leaves every part of the run ended, the run ends too — known from the write's answer,
+/// without reading the run again.
+pub async fn report_parts(
+    svc: &Service,
+    shop: &str,
+    run_id: &str,
+    parts: &[(Entity, Tally)],
+) -> Result<(), store::StoreError> {
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let reports: Vec<(String, Value)> = parts
+        .iter()
+        .map(|(e, t)| (e.as_str().to_string(), t.to_value()))
+        .collect();
+    let report = svc.store.put_entity_reports(shop, run_id, &reports).await?;
+    finish_with(svc, shop, run_id, &report).await
+}
+
+async fn finish_with(
+    svc: &Service,
+    shop: &str,
+    run_id: &str,
+    report: &Value,
+) -> Result<(), store::StoreError> {
     let Some(entities) = report.get("entities").and_then(Value::as_object) else {
         return Ok(());
     };

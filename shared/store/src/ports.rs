@@ -173,6 +173,24 @@ pub trait RunStore: Send + Sync {
         entity: &str,
         report: &Value,
     ) -> Result<(), StoreError>;
+    /// Sets several entities' sections at once and answers the report as it stands right after
+    /// them, so the caller learns without another read whether every part of the run has ended
+    /// (DynamoDB: one UpdateItem). [`StoreError::NotFound`] for a run never created.
+    async fn put_entity_reports(
+        &self,
+        shop: &str,
+        run_id: &str,
+        reports: &[(String, Value)],
+    ) -> Result<Value, StoreError> {
+        for (entity, report) in reports {
+            self.put_entity_report(shop, run_id, entity, report).await?;
+        }
+        self.get_run(shop, run_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("run {run_id} of shop {shop}"),
+            })
+    }
     /// Appends to `manual_actions`, keeping at most [`RUN_LIST_CAP`].
     async fn append_manual_actions(
         &self,

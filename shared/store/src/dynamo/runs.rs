@@ -14,7 +14,7 @@
 //! the whole report.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
@@ -300,6 +300,46 @@ impl RunStore for DynamoStore {
             vec![(":report".into(), to_av(report, "run entity report")?)],
         )
         .await
+    }
+
+    async fn put_entity_reports(
+        &self,
+        shop: &str,
+        run_id: &str,
+        reports: &[(String, Value)],
+    ) -> Result<Value, StoreError> {
+        let mut set = Vec::with_capacity(reports.len());
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(shop_pk(shop), run_sk(run_id))))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .return_values(ReturnValue::AllNew);
+        for (i, (entity, report)) in reports.iter().enumerate() {
+            set.push(format!("#e{i} = :r{i}"));
+            update = update
+                .expression_attribute_names(format!("#e{i}"), format!("{ENTITY_PREFIX}{entity}"))
+                .expression_attribute_values(format!(":r{i}"), to_av(report, "run entity report")?);
+        }
+        if set.is_empty() {
+            return self
+                .get_run(shop, run_id)
+                .await?
+                .ok_or_else(|| not_found(shop, run_id));
+        }
+        match update
+            .update_expression(format!("SET {}", set.join(", ")))
+            .send()
+            .await
+        {
+            Ok(out) => assemble(out.attributes.unwrap_or_default()),
+            Err(e) => {
+                update_condition_failed("dynamodb update_item (run entities)", e)?;
+                Err(not_found(shop, run_id))
+            }
+        }
     }
 
     async fn append_manual_actions(

@@ -94,6 +94,7 @@ store_contract!(
     r_syn_3_lease_is_exclusive_until_it_expires,
     r_ord_5_idempotency_claim_progress_and_replay,
     r_syn_4_id_links_both_ways_in_batches,
+    r_syn_5_several_parts_report_at_once_and_see_the_run_after,
 );
 
 /// Like `store_contract!`, for suites whose callers run at the same time: concurrently against

@@ -1100,3 +1100,50 @@ pub async fn r_syn_7_a_job_failing_too_often_moves_to_the_dead_letter_queue(
         .await
         .expect("delete");
 }
+
+pub async fn r_syn_5_several_parts_report_at_once_and_see_the_run_after(store: &dyn RunStore) {
+    // GIVEN a run of three parts, one of which has ended
+    let initial = json!({"run_id": "run-3", "state": "queued", "entities": {
+        "categories": {"state": "queued"}, "products": {"state": "queued"},
+        "customers": {"state": "succeeded"}}});
+    assert!(
+        store
+            .create_run("shop", "run-3", &initial)
+            .await
+            .expect("create")
+    );
+    // WHEN the catalog job reports both its parts in one call
+    let reports = vec![
+        (
+            "categories".to_string(),
+            json!({"state": "succeeded", "created": 2}),
+        ),
+        (
+            "products".to_string(),
+            json!({"state": "partial", "failed": 1}),
+        ),
+    ];
+    let after = store
+        .put_entity_reports("shop", "run-3", &reports)
+        .await
+        .expect("reported");
+    // THEN the answer is the whole report right after the write, every part in it
+    assert_eq!(after["run_id"], "run-3");
+    assert_eq!(after["entities"]["categories"]["created"], 2);
+    assert_eq!(after["entities"]["products"]["state"], "partial");
+    assert_eq!(after["entities"]["customers"]["state"], "succeeded");
+    assert_eq!(
+        store
+            .get_run("shop", "run-3")
+            .await
+            .expect("get")
+            .expect("present")["entities"],
+        after["entities"]
+    );
+    // AND a run never created is an error, not a new item
+    let err = store
+        .put_entity_reports("shop", "nope", &reports)
+        .await
+        .expect_err("unknown run");
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
