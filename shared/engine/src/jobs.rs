@@ -159,7 +159,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
     // A job delivered again (after a failure, or an acknowledgement that never arrived) leaves
     // alone the parts this run already ended: pulling them again would reset their counts and
     // reopen a finished run.
-    let ended = ended_entities(svc, &job).await?;
+    let (ended, read_at_start) = ended_entities(svc, &job).await?;
     let to_pull = job
         .entities
         .iter()
@@ -205,7 +205,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                 // The parts that ended are told (best effort: a part left untold is pulled
                 // again, harmlessly, from its moved cursor).
                 if let Err(store) =
-                    runs::report_parts(svc, &job.shop_id, &job.run_id, &pending).await
+                    runs::report_parts(svc, &job.shop_id, &job.run_id, &pending, None).await
                 {
                     tracing::warn!(shop = %job.shop_id, run_id = %job.run_id, error = %store, "could not report the parts that ended");
                 }
@@ -221,7 +221,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
         match end {
             PullEnd::Done => {}
             PullEnd::HandOver { delay } => {
-                runs::report_parts(svc, &job.shop_id, &job.run_id, &pending).await?;
+                runs::report_parts(svc, &job.shop_id, &job.run_id, &pending, None).await?;
                 pending.clear();
                 if job.continuation >= MAX_CONTINUATIONS {
                     pull::end_entity(
@@ -252,7 +252,14 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
             }
         }
     }
-    runs::report_parts(svc, &job.shop_id, &job.run_id, &pending).await?;
+    runs::report_parts(
+        svc,
+        &job.shop_id,
+        &job.run_id,
+        &pending,
+        read_at_start.as_ref(),
+    )
+    .await?;
     enqueue_chained(svc, &job).await
 }
 
@@ -284,8 +291,11 @@ async fn hold_run_lease(
     }
 }
 
-/// The job's entities whose part of the run already reached a final state.
-async fn ended_entities(svc: &Service, job: &SyncJob) -> Result<Vec<Entity>, store::StoreError> {
+/// The job's entities whose part of the run already reached a final state, and the run as read.
+async fn ended_entities(
+    svc: &Service,
+    job: &SyncJob,
+) -> Result<(Vec<Entity>, Option<Value>), store::StoreError> {
     let report = svc.store.get_run(&job.shop_id, &job.run_id).await?;
     let state = |e: &Entity| {
         report
@@ -294,7 +304,8 @@ async fn ended_entities(svc: &Service, job: &SyncJob) -> Result<Vec<Entity>, sto
             .and_then(Value::as_str)
             .is_some_and(runs::is_final)
     };
-    Ok(job.entities.iter().copied().filter(state).collect())
+    let ended = job.entities.iter().copied().filter(state).collect();
+    Ok((ended, report))
 }
 
 /// Sends the job's chained entities, one job per queue, now that its own entities are done.

@@ -291,7 +291,7 @@ pub async fn pull_entity(
             ck.tally.message = None;
             pending.push((entity, ck.tally.clone()));
             if !job.scheduled {
-                runs::report_parts(svc, shop, &job.run_id, pending).await?;
+                runs::report_parts(svc, shop, &job.run_id, pending, None).await?;
                 pending.clear();
             }
             tracing::info!(shop, run_id = %job.run_id, entity = name, read = ck.tally.read, created = ck.tally.created,
@@ -503,10 +503,16 @@ async fn drain(
         match h.await {
             Ok(Ok(done)) if in_order => {
                 // Counted without the report lists: the run is about to stop or retry anyway.
+                // The skips too: the checkpoint moves past these pages, so nothing counts them
+                // again (R-SYN-5: the report of a run that was interrupted tells the same story).
                 ck.tally.read += done.read;
                 ck.tally.created += done.tally.created;
                 ck.tally.updated += done.tally.updated;
                 ck.tally.unchanged += done.tally.unchanged;
+                ck.tally.abaha_calls += done.tally.abaha_calls;
+                for (reason, n) in done.tally.skipped {
+                    *ck.tally.skipped.entry(reason).or_default() += n;
+                }
                 ck.position = done.end;
                 ck.total = done.total.or(ck.total);
             }
@@ -529,7 +535,7 @@ async fn save_progress(
         .await?;
     // The parts this job finished before go with this one's progress, in the same write.
     pending.push((entity, ck.tally.clone()));
-    runs::report_parts(svc, shop, &job.run_id, pending).await?;
+    runs::report_parts(svc, shop, &job.run_id, pending, None).await?;
     pending.clear();
     let until = svc.now()
         + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));

@@ -327,12 +327,15 @@ pub async fn finish_if_done(
 
 /// Writes the reports of a job's parts in one write (what ended, and what is running); if that
 /// leaves every part of the run ended, the run ends too — known from the write's answer,
-/// without reading the run again.
+/// without reading the run again. `read_at_start` is the run as the job read it when it began:
+/// when every other part had ended by then, this job is the run's last, and the same write ends
+/// the run (checked by the write: the other parts must still stand as read).
 pub async fn report_parts(
     svc: &Service,
     shop: &str,
     run_id: &str,
     parts: &[(Entity, Tally)],
+    read_at_start: Option<&Value>,
 ) -> Result<(), store::StoreError> {
     if parts.is_empty() {
         return Ok(());
@@ -341,8 +344,52 @@ pub async fn report_parts(
         .iter()
         .map(|(e, t)| (e.as_str().to_string(), t.to_value()))
         .collect();
-    let report = svc.store.put_entity_reports(shop, run_id, &reports).await?;
+    let end = read_at_start.and_then(|r| last_part_ending(r, parts, svc.now()));
+    let report = svc
+        .store
+        .put_entity_reports(shop, run_id, &reports, end.as_ref())
+        .await?;
+    if let Some(end) = &end
+        && report["state"] == end.state.as_str()
+    {
+        svc.store.release_lease(shop, RUN_SCOPE, run_id).await?;
+        tracing::info!(shop, run_id, state = %end.state, "run finished");
+        return Ok(());
+    }
     finish_with(svc, shop, run_id, &report).await
+}
+
+/// The run's end, if `parts` are the last of it: every other part had ended in `read_at_start`.
+fn last_part_ending(
+    read_at_start: &Value,
+    parts: &[(Entity, Tally)],
+    now: DateTime<Utc>,
+) -> Option<store::RunEnd> {
+    let entities = read_at_start.get("entities")?.as_object()?;
+    let mut others = Vec::new();
+    let mut states: Vec<&str> = Vec::new();
+    for (name, e) in entities {
+        if parts.iter().any(|(p, _)| p.as_str() == name) {
+            continue;
+        }
+        let state = e.get("state").and_then(Value::as_str)?;
+        if !is_final(state) {
+            return None;
+        }
+        others.push((name.clone(), state.to_string()));
+        states.push(state);
+    }
+    for (_, t) in parts {
+        if !is_final(&t.state) {
+            return None;
+        }
+        states.push(&t.state);
+    }
+    Some(store::RunEnd {
+        state: run_state(&states).to_string(),
+        finished_at: now,
+        others,
+    })
 }
 
 async fn finish_with(
@@ -397,6 +444,35 @@ mod tests {
         assert_eq!(run_state(&["succeeded", "partial"]), "partial");
         assert_eq!(run_state(&["succeeded", "failed"]), "partial");
         assert_eq!(run_state(&["failed", "failed"]), "failed");
+    }
+
+    #[test]
+    fn r_syn_5_the_job_of_a_runs_last_part_ends_the_run_in_its_report_write() {
+        // GIVEN a run read when the invoice job began: every other part had ended
+        let read = serde_json::json!({"entities": {
+            "categories": {"state": "succeeded"}, "products": {"state": "partial"},
+            "customers": {"state": "skipped"}, "invoices": {"state": "queued"}}});
+        let done = Tally {
+            state: "succeeded".into(),
+            ..Tally::default()
+        };
+        let now: DateTime<Utc> = "2026-11-29T09:00:00Z".parse().unwrap();
+        // WHEN its part ends THEN its write ends the run, honestly, if the others still stand
+        let end = last_part_ending(&read, &[(Entity::Invoices, done.clone())], now).unwrap();
+        assert_eq!(end.state, "partial");
+        assert_eq!(end.finished_at, now);
+        assert_eq!(end.others.len(), 3);
+        assert!(end.others.contains(&("products".into(), "partial".into())));
+        // AND a job that is not the last (customers still queued when it began) does not
+        let mut read = read;
+        read["entities"]["customers"]["state"] = "queued".into();
+        assert!(last_part_ending(&read, &[(Entity::Invoices, done.clone())], now).is_none());
+        // AND a part still running never ends the run
+        let running = Tally {
+            state: "running".into(),
+            ..Tally::default()
+        };
+        assert!(last_part_ending(&read, &[(Entity::Customers, running)], now).is_none());
     }
 
     #[test]

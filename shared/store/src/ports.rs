@@ -148,6 +148,15 @@ pub trait IdempotencyStore: Send + Sync {
     async fn release(&self, shop: &str, key: &str) -> Result<(), StoreError>;
 }
 
+/// The end of a run, written with the last reports of its parts ([`RunStore::put_entity_reports`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    pub state: String,
+    pub finished_at: DateTime<Utc>,
+    /// The run's other parts and the (final) states they were read with.
+    pub others: Vec<(String, String)>,
+}
+
 /// Most entries kept in a run's `manual_actions` and in its `errors`; the rest are counted
 /// (`manual_actions_dropped`, `errors_dropped`) so a huge run cannot outgrow its item.
 pub const RUN_LIST_CAP: usize = 200;
@@ -175,21 +184,38 @@ pub trait RunStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Sets several entities' sections at once and answers the report as it stands right after
     /// them, so the caller learns without another read whether every part of the run has ended
-    /// (DynamoDB: one UpdateItem). [`StoreError::NotFound`] for a run never created.
+    /// (DynamoDB: one UpdateItem). With `end`, the same write also ends the run, but only if the
+    /// other parts still stand as `end.others` says (else the reports alone are written).
+    /// [`StoreError::NotFound`] for a run never created.
     async fn put_entity_reports(
         &self,
         shop: &str,
         run_id: &str,
         reports: &[(String, Value)],
+        end: Option<&RunEnd>,
     ) -> Result<Value, StoreError> {
         for (entity, report) in reports {
             self.put_entity_report(shop, run_id, entity, report).await?;
         }
-        self.get_run(shop, run_id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: format!("run {run_id} of shop {shop}"),
-            })
+        let not_found = || StoreError::NotFound {
+            what: format!("run {run_id} of shop {shop}"),
+        };
+        let report = self.get_run(shop, run_id).await?.ok_or_else(not_found)?;
+        let Some(end) = end else {
+            return Ok(report);
+        };
+        let stands = end.others.iter().all(|(entity, state)| {
+            report
+                .pointer(&format!("/entities/{entity}/state"))
+                .and_then(Value::as_str)
+                == Some(state.as_str())
+        });
+        if !stands {
+            return Ok(report);
+        }
+        self.set_run_state(shop, run_id, &end.state, Some(end.finished_at))
+            .await?;
+        self.get_run(shop, run_id).await?.ok_or_else(not_found)
     }
     /// Appends to `manual_actions`, keeping at most [`RUN_LIST_CAP`].
     async fn append_manual_actions(

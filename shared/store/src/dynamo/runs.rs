@@ -23,7 +23,7 @@ use super::{
     time_text, to_av, update_condition_failed, values,
 };
 use crate::StoreError;
-use crate::ports::{RUN_LIST_CAP, RunStore};
+use crate::ports::{RUN_LIST_CAP, RunEnd, RunStore};
 
 /// How long run reports are kept.
 pub const RUN_TTL: Duration = Duration::days(90);
@@ -307,33 +307,69 @@ impl RunStore for DynamoStore {
         shop: &str,
         run_id: &str,
         reports: &[(String, Value)],
+        end: Option<&RunEnd>,
     ) -> Result<Value, StoreError> {
-        let mut set = Vec::with_capacity(reports.len());
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(shop_pk(shop), run_sk(run_id))))
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#pk", "pk")
-            .return_values(ReturnValue::AllNew);
-        for (i, (entity, report)) in reports.iter().enumerate() {
-            set.push(format!("#e{i} = :r{i}"));
-            update = update
-                .expression_attribute_names(format!("#e{i}"), format!("{ENTITY_PREFIX}{entity}"))
-                .expression_attribute_values(format!(":r{i}"), to_av(report, "run entity report")?);
-        }
-        if set.is_empty() {
+        if reports.is_empty() {
             return self
                 .get_run(shop, run_id)
                 .await?
                 .ok_or_else(|| not_found(shop, run_id));
         }
-        match update
-            .update_expression(format!("SET {}", set.join(", ")))
-            .send()
-            .await
-        {
+        let update = |end: Option<&RunEnd>| -> Result<_, StoreError> {
+            let mut set = Vec::with_capacity(reports.len() + 2);
+            let mut condition = String::from("attribute_exists(#pk)");
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(shop_pk(shop), run_sk(run_id))))
+                .expression_attribute_names("#pk", "pk")
+                .return_values(ReturnValue::AllNew);
+            for (i, (entity, report)) in reports.iter().enumerate() {
+                set.push(format!("#e{i} = :r{i}"));
+                update = update
+                    .expression_attribute_names(
+                        format!("#e{i}"),
+                        format!("{ENTITY_PREFIX}{entity}"),
+                    )
+                    .expression_attribute_values(
+                        format!(":r{i}"),
+                        to_av(report, "run entity report")?,
+                    );
+            }
+            if let Some(end) = end {
+                set.push("#state = :state, #finished = :finished".into());
+                update = update
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_names("#finished", "finished_at")
+                    .expression_attribute_values(":state", s(&end.state))
+                    .expression_attribute_values(":finished", s(time_text(end.finished_at)));
+                for (i, (entity, state)) in end.others.iter().enumerate() {
+                    condition.push_str(&format!(" AND #o{i}.#state = :o{i}"));
+                    update = update
+                        .expression_attribute_names(
+                            format!("#o{i}"),
+                            format!("{ENTITY_PREFIX}{entity}"),
+                        )
+                        .expression_attribute_values(format!(":o{i}"), s(state));
+                }
+            }
+            Ok(update
+                .update_expression(format!("SET {}", set.join(", ")))
+                .condition_expression(condition))
+        };
+        match update(end)?.send().await {
+            Ok(out) => return assemble(out.attributes.unwrap_or_default()),
+            Err(e) => {
+                update_condition_failed("dynamodb update_item (run entities)", e)?;
+            }
+        }
+        // The condition failed: the run is gone, or (with `end`) another part moved since it was
+        // read. Then the reports go alone, and the caller ends the run from the answer.
+        if end.is_none() {
+            return Err(not_found(shop, run_id));
+        }
+        match update(None)?.send().await {
             Ok(out) => assemble(out.attributes.unwrap_or_default()),
             Err(e) => {
                 update_condition_failed("dynamodb update_item (run entities)", e)?;

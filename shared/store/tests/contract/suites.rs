@@ -1124,7 +1124,7 @@ pub async fn r_syn_5_several_parts_report_at_once_and_see_the_run_after(store: &
         ),
     ];
     let after = store
-        .put_entity_reports("shop", "run-3", &reports)
+        .put_entity_reports("shop", "run-3", &reports, None)
         .await
         .expect("reported");
     // THEN the answer is the whole report right after the write, every part in it
@@ -1142,8 +1142,47 @@ pub async fn r_syn_5_several_parts_report_at_once_and_see_the_run_after(store: &
     );
     // AND a run never created is an error, not a new item
     let err = store
-        .put_entity_reports("shop", "nope", &reports)
+        .put_entity_reports("shop", "nope", &reports, None)
         .await
         .expect_err("unknown run");
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    assert_eq!(after["state"], "queued");
+
+    // WHEN the last part reports with the run's end, but names another part's state wrongly
+    let at = now();
+    let last = vec![(
+        "customers".to_string(),
+        json!({"state": "succeeded", "created": 1}),
+    )];
+    let wrong = store::RunEnd {
+        state: "partial".into(),
+        finished_at: at,
+        others: vec![("products".into(), "succeeded".into())],
+    };
+    let after = store
+        .put_entity_reports("shop", "run-3", &last, Some(&wrong))
+        .await
+        .expect("reported");
+    // THEN the report is written and the run is not ended
+    assert_eq!(after["entities"]["customers"]["created"], 1);
+    assert_eq!(after["state"], "queued");
+    // WHEN it names them as they stand THEN the same write ends the run
+    let right = store::RunEnd {
+        others: vec![
+            ("categories".into(), "succeeded".into()),
+            ("products".into(), "partial".into()),
+        ],
+        ..wrong
+    };
+    let after = store
+        .put_entity_reports("shop", "run-3", &last, Some(&right))
+        .await
+        .expect("reported");
+    assert_eq!(after["state"], "partial");
+    let finished: DateTime<Utc> = after["finished_at"]
+        .as_str()
+        .expect("finished_at")
+        .parse()
+        .expect("rfc3339");
+    assert_eq!(finished, at);
 }
