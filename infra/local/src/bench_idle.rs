@@ -1,17 +1,20 @@
 //! `make bench-idle` (issue 16): what an idle scheduled tick costs, counted on the wire.
 //!
 //! A small café (the default sandbox) whose last change was three hours ago is connected and
-//! fully synced with the Sync button; then the schedule ticks twice (the dispatcher's fan-out,
-//! as EventBridge would call it) and each run finds nothing new. Every DynamoDB, KMS and SQS
+//! fully synced with the Sync button; then the schedule ticks twice, 15 minutes apart on the
+//! service's clock (the dispatcher's fan-out, as EventBridge would call it), and each run finds
+//! nothing new. Every DynamoDB, KMS and SQS
 //! request goes through the counting proxy ([`crate::metering::AwsMeter`]); token requests are
 //! counted by the KiotViet sandbox; invocations by the local stack. The runs are watched with a
 //! store on the stand-in itself, so watching costs nothing in the counts. Prices come from
 //! `infra/local/prices.json` (with its date, sources and what was verified).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use mapping::time::ManualClock;
 use sandbox::kiotviet::KvConfig;
 use serde_json::{Value, json};
 use store::RunStore;
@@ -114,12 +117,16 @@ pub async fn run() -> Result<(), String> {
         now: Some(Utc::now() - chrono::Duration::hours(3)),
         ..KvConfig::default()
     };
+    // The service's clock moves 15 minutes before each tick, as the schedule's would: the
+    // last tick's run lease has then expired, as it has on AWS.
+    let clock = Arc::new(ManualClock::new(Utc::now()));
     let stack = Stack::start(StackOptions {
         service_port: Some(0),
         name_suffix: format!("-idle{}", std::process::id()),
         kiotviet: Some(kv),
         force_sandboxes: true,
         meter_aws: true,
+        clock: Some(clock.clone()),
         ..StackOptions::default()
     })
     .await
@@ -185,6 +192,7 @@ pub async fn run() -> Result<(), String> {
     let mut idle = Vec::new();
     let mut last = run_id;
     for _ in 0..2 {
+        clock.advance(chrono::Duration::minutes(15));
         let started = Instant::now();
         let out = engine::fan_out(&stack.service)
             .await

@@ -2,7 +2,9 @@
 //! (R-SYN-5), and the run ends when every entity has.
 //!
 //! At most one run per shop is active: a lease with scope `run` holds the run id, so a second
-//! trigger answers the active run instead of starting another (R-SYN-3).
+//! trigger answers the active run instead of starting another (R-SYN-3). A run's end does not
+//! write the lease free: it expires (`lease_ttl`, shorter than the schedule's 15 minutes), and a
+//! trigger that finds it held by a run that has ended takes it over.
 
 use std::collections::BTreeMap;
 
@@ -167,19 +169,34 @@ pub async fn start(
     let run_id = new_run_id(now);
     let until = now
         + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
-    match svc
-        .store
-        .acquire_lease(shop, RUN_SCOPE, &run_id, until, now)
-        .await?
-    {
-        LeaseAnswer::Acquired => {}
-        LeaseAnswer::HeldBy { holder, .. } => {
+    // A run's end leaves its lease to expire (one write fewer per run): a lease whose run has
+    // ended is free, and is taken over only while it is still that run's. Two tries: a trigger
+    // that lost the take-over to another one finds that one's run the second time.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let holder = match svc
+            .store
+            .acquire_lease(shop, RUN_SCOPE, &run_id, until, now)
+            .await?
+        {
+            LeaseAnswer::Acquired => break,
+            LeaseAnswer::HeldBy { holder, .. } => holder,
+        };
+        let ended = tries == 1
+            && svc
+                .store
+                .get_run(shop, &holder)
+                .await?
+                .is_some_and(|r| r["state"].as_str().is_some_and(is_final));
+        if !ended {
             tracing::info!(shop, run_id = %holder, "run already active");
             return Ok(Started {
                 run_id: holder,
                 already_running: true,
             });
         }
+        svc.store.release_lease(shop, RUN_SCOPE, &holder).await?;
     }
     let entity_reports: serde_json::Map<String, Value> = entities
         .iter()
@@ -352,7 +369,7 @@ pub async fn report_parts(
     if let Some(end) = &end
         && report["state"] == end.state.as_str()
     {
-        svc.store.release_lease(shop, RUN_SCOPE, run_id).await?;
+        // The lease is left to expire: the next trigger finds its run ended (see `start`).
         tracing::info!(shop, run_id, state = %end.state, "run finished");
         return Ok(());
     }
@@ -412,7 +429,7 @@ async fn finish_with(
     svc.store
         .set_run_state(shop, run_id, state, Some(svc.now()))
         .await?;
-    svc.store.release_lease(shop, RUN_SCOPE, run_id).await?;
+    // The lease is left to expire: the next trigger finds its run ended (see `start`).
     tracing::info!(shop, run_id, state, "run finished");
     Ok(())
 }

@@ -247,3 +247,34 @@ async fn r_syn_3_a_late_job_of_a_run_whose_lease_another_run_took_leaves_its_par
     assert_eq!(customers["read"], 0, "{report}");
     assert_eq!(report["state"], "succeeded", "{report}");
 }
+
+#[tokio::test]
+async fn r_syn_3_a_run_that_ended_frees_the_shop_although_its_lease_is_left_to_expire() {
+    // GIVEN a café whose run just ended (its end writes no lease free)
+    let Some(stack) = start(StackOptions::default()).await else {
+        return;
+    };
+    let shop = "idle-free";
+    connect(&stack, shop).await;
+    let first = sync(&stack, shop, json!({"entities": ["customers"]})).await;
+    assert_eq!(first["state"], "succeeded", "{first}");
+    // WHEN Sync is pressed at once, twice at the same time
+    let api = Api::admin(&stack);
+    let path = format!("/v1/shops/{shop}/sync");
+    let (a, b) = tokio::join!(
+        api.post(&path, json!({"entities": ["customers"]})),
+        api.post(&path, json!({"entities": ["customers"]}))
+    );
+    // THEN one new run starts (not the ended one), and the other trigger is told it runs
+    assert_eq!((a.status, b.status), (202, 202), "{} {}", a.body, b.body);
+    assert_eq!(a.body["run_id"], b.body["run_id"], "{} {}", a.body, b.body);
+    assert_ne!(a.body["run_id"], first["run_id"]);
+    let started = [&a, &b]
+        .iter()
+        .filter(|x| x.body["already_running"] == json!(false))
+        .count();
+    assert_eq!(started, 1, "{} {}", a.body, b.body);
+    // AND the schedule, while it runs, starts nothing
+    let out = engine::fan_out(&stack.service).await.expect("fan-out");
+    assert!(out.started <= 1, "{out:?}");
+}
