@@ -101,6 +101,10 @@ pub struct SyncJob {
     /// when it ends (one write per job). A run from the Sync button reports each part as it ends.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub scheduled: bool,
+    /// The part whose queue this job travels on, whatever part it is at (a scheduled run's one
+    /// job: the catalog queue, whose function may send only there). None: its current part's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<Entity>,
 }
 
 impl SyncJob {
@@ -115,6 +119,7 @@ impl SyncJob {
             lease_until: None,
             prepaid: None,
             scheduled: false,
+            home: None,
         }
     }
 
@@ -242,7 +247,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                 let delay_secs = delay.map(|d| d.as_secs().min(900) as u32);
                 svc.queue
                     .send(
-                        entity.queue(&svc.settings.queues),
+                        job.home.unwrap_or(*entity).queue(&svc.settings.queues),
                         &next.to_value(),
                         delay_secs,
                     )

@@ -170,18 +170,20 @@ pub async fn start(
     let until = now
         + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
     // A run's end leaves its lease to expire (one write fewer per run): a lease whose run has
-    // ended is free, and is taken over only while it is still that run's. Two tries: a trigger
-    // that lost the take-over to another one finds that one's run the second time.
+    // ended is free. It is taken over with the same conditional put, told to count the lease as
+    // expired only up to the expiry it was read with: if another trigger took it over (or its
+    // run renewed it) since, the put fails and that run is the answer.
+    let mut expired_at = now;
     let mut tries = 0;
     loop {
         tries += 1;
-        let holder = match svc
+        let (holder, held_until) = match svc
             .store
-            .acquire_lease(shop, RUN_SCOPE, &run_id, until, now)
+            .acquire_lease(shop, RUN_SCOPE, &run_id, until, expired_at)
             .await?
         {
             LeaseAnswer::Acquired => break,
-            LeaseAnswer::HeldBy { holder, .. } => holder,
+            LeaseAnswer::HeldBy { holder, until } => (holder, until),
         };
         let ended = tries == 1
             && svc
@@ -196,7 +198,7 @@ pub async fn start(
                 already_running: true,
             });
         }
-        svc.store.release_lease(shop, RUN_SCOPE, &holder).await?;
+        expired_at = held_until;
     }
     let entity_reports: serde_json::Map<String, Value> = entities
         .iter()
@@ -219,10 +221,16 @@ pub async fn start(
     // One job per pull function; the catalog job does categories before products (R-CAT-1).
     // Invoices run after the products of the same run, so that their lines find the products'
     // Abaha ids (R-INV-2): the catalog job enqueues them when it is done.
+    // A scheduled incremental run mostly finds nothing: one job does every part, in that order
+    // (categories, products, customers, invoices), on the catalog queue — one message, one
+    // invocation, one report write for the whole run. Its continuations stay on that queue.
+    let one_job = trigger == Trigger::Schedule && !full;
     let chained = entities.contains(&Entity::Products) && entities.contains(&Entity::Invoices);
     let mut jobs: BTreeMap<&str, SyncJob> = BTreeMap::new();
     for e in &entities {
-        let (queue, chain) = if chained && *e == Entity::Invoices {
+        let (queue, chain) = if one_job {
+            (Entity::Categories.queue(&svc.settings.queues), false)
+        } else if chained && *e == Entity::Invoices {
             (Entity::Products.queue(&svc.settings.queues), true)
         } else {
             (e.queue(&svc.settings.queues), false)
@@ -231,6 +239,7 @@ pub async fn start(
             lease_until: Some(until),
             prepaid,
             scheduled: trigger == Trigger::Schedule,
+            home: one_job.then_some(Entity::Categories),
             ..SyncJob::new(shop, &run_id, full)
         });
         if chain {

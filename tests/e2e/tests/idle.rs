@@ -155,10 +155,16 @@ async fn r_syn_2_a_run_that_finds_nothing_new_leaves_every_cursor_where_it_was()
 }
 
 #[tokio::test]
-async fn r_syn_3_an_idle_scheduled_run_writes_its_run_and_lease_but_no_cursor_checkpoint_or_part_lease()
- {
-    // GIVEN a quiet café, fully synced, on a stack that counts what it asks of DynamoDB
-    let Some(stack) = start(quiet_cafe()).await else {
+async fn r_syn_3_an_idle_scheduled_tick_writes_four_items_and_sends_one_job() {
+    // GIVEN a quiet café, fully synced, on a stack that counts what it asks of AWS, with a
+    // service clock that the test moves like the schedule
+    let clock = std::sync::Arc::new(mapping::time::ManualClock::new(chrono::Utc::now()));
+    let Some(stack) = start(StackOptions {
+        clock: Some(clock.clone()),
+        ..quiet_cafe()
+    })
+    .await
+    else {
         return;
     };
     let shop = "idle-writes";
@@ -168,7 +174,8 @@ async fn r_syn_3_an_idle_scheduled_run_writes_its_run_and_lease_but_no_cursor_ch
     let meter = stack.aws_meter.clone().expect("the AWS meter");
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let _ = meter.take();
-    // WHEN the schedule ticks and the run finds nothing new
+    // WHEN the schedule ticks 15 minutes later and the run finds nothing new
+    clock.advance(chrono::Duration::minutes(15));
     let out = engine::fan_out(&stack.service).await.expect("fan-out");
     assert_eq!(out.started, 1, "{out:?}");
     let run_id = Api::admin(&stack)
@@ -180,21 +187,31 @@ async fn r_syn_3_an_idle_scheduled_run_writes_its_run_and_lease_but_no_cursor_ch
         .to_string();
     let run = e2e_tests::wait_run(&stack, shop, &run_id).await;
     assert_eq!(run["state"], "succeeded", "{run}");
+    for e in ENTITIES {
+        assert_eq!(run["entities"][e]["state"], "succeeded", "{run}");
+    }
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let counts = meter.take();
-    // THEN it wrote no cursor, no checkpoint and no per-part lease, took the GET budget once,
-    // asked KMS nothing, and sent one job per pull function
-    let writes = &counts.writes_by_kind;
-    assert!(
-        writes
-            .keys()
-            .all(|k| !k.contains("CURSOR") && !k.contains("CKPT") && !k.contains("LEASE#entity")),
-        "{writes:?}"
+    // THEN it wrote the run lease (one conditional put, left to expire), the run, the GET budget
+    // (once for every part) and one report that ends the run: no cursor, checkpoint, part lease
+    let writes: Vec<(&str, u64)> = counts
+        .writes_by_kind
+        .iter()
+        .map(|(k, n)| (k.as_str(), *n))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            ("PutItem LEASE#run", 1),
+            ("PutItem RUN", 1),
+            ("UpdateItem BUDGET", 1),
+            ("UpdateItem RUN", 1)
+        ],
+        "{counts:?}"
     );
-    assert_eq!(writes.get("UpdateItem BUDGET"), Some(&1), "{writes:?}");
-    assert!(counts.items_written <= 10, "{writes:?}");
+    // AND it asked KMS nothing, and sent one job for the whole run
     assert_eq!(counts.kms_total(), 0, "{:?}", counts.kms_calls);
-    assert_eq!(counts.sqs_messages_sent, 3, "{:?}", counts.sqs_calls);
+    assert_eq!(counts.sqs_messages_sent, 1, "{:?}", counts.sqs_calls);
 }
 
 #[tokio::test]
@@ -277,4 +294,71 @@ async fn r_syn_3_a_run_that_ended_frees_the_shop_although_its_lease_is_left_to_e
     // AND the schedule, while it runs, starts nothing
     let out = engine::fan_out(&stack.service).await.expect("fan-out");
     assert!(out.started <= 1, "{out:?}");
+}
+
+#[tokio::test]
+async fn r_syn_7_a_scheduled_runs_one_job_hands_over_on_its_own_queue_only() {
+    // GIVEN a café never synced, whose pulls hand over after every page, and jobs we deliver
+    let Some(stack) = start(StackOptions {
+        settings: Some(engine::Settings {
+            handover_margin: std::time::Duration::from_secs(3600),
+            ..engine::Settings::default()
+        }),
+        no_workers: true,
+        ..StackOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let shop = "idle-one-job";
+    connect(&stack, shop).await;
+    // WHEN the schedule starts its first run
+    let out = engine::fan_out(&stack.service).await.expect("fan-out");
+    assert_eq!(out.started, 1, "{out:?}");
+    let run_id = Api::admin(&stack)
+        .get(&format!("/v1/shops/{shop}/sync"))
+        .await
+        .body["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    // THEN every job of it, continuations included, travels on the catalog queue (the catalog
+    // function may send only there), and the run ends with every part synced
+    let svc = &stack.service;
+    let queues = &svc.settings.queues;
+    let mut jobs = 0;
+    let started = std::time::Instant::now();
+    loop {
+        for q in [&queues.customers, &queues.invoices] {
+            let stray = svc.queue.receive(q, 10, 0, 60).await.expect("receive");
+            assert!(stray.is_empty(), "a job on {q}: {stray:?}");
+        }
+        let got = svc
+            .queue
+            .receive(&queues.catalog, 1, 1, 60)
+            .await
+            .expect("receive");
+        let Some(job) = got.into_iter().next() else {
+            break;
+        };
+        jobs += 1;
+        engine::handle_job(svc, &job.body, engine::jobs::local_deadline(svc))
+            .await
+            .expect("the job ends");
+        svc.queue
+            .delete(&queues.catalog, &job.receipt)
+            .await
+            .expect("deleted");
+        assert!(started.elapsed() < std::time::Duration::from_secs(120));
+    }
+    let run = Api::admin(&stack)
+        .get(&format!("/v1/shops/{shop}/sync/{run_id}"))
+        .await
+        .body;
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert!(jobs >= 2, "it handed over: {jobs} jobs");
+    for e in ENTITIES {
+        assert!(run["entities"][e]["read"].as_u64() > Some(0), "{e}: {run}");
+    }
 }
