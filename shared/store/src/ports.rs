@@ -65,6 +65,16 @@ pub trait CheckpointStore: Send + Sync {
         checkpoint: &Value,
     ) -> Result<(), StoreError>;
     async fn clear_checkpoint(&self, shop: &str, entity: &str) -> Result<(), StoreError>;
+    /// The checkpoint, and the cursor when the adapter read it in the same request (a pull
+    /// needs both when it starts): `Some(cursor)` if it did, `None` if the caller must ask
+    /// [`CursorStore::get_cursor`].
+    async fn get_checkpoint_and_cursor(
+        &self,
+        shop: &str,
+        entity: &str,
+    ) -> Result<(Option<Value>, Option<Option<Cursor>>), StoreError> {
+        Ok((self.get_checkpoint(shop, entity).await?, None))
+    }
 }
 
 /// At most one run per (shop, scope) at a time (R-SYN-3).

@@ -7,7 +7,7 @@
 //! | port | `pk` | `sk` |
 //! |---|---|---|
 //! | [`connections`] | `CONNECTIONS` | `{shop}` |
-//! | [`cursors`] | `SHOP#{shop}` | `CURSOR#{entity}` / `CKPT#{entity}` |
+//! | [`cursors`] | `SHOP#{shop}` | `CURSOR#{entity}` (cursor and checkpoint in one item) |
 //! | [`leases`] | `SHOP#{shop}` | `LEASE#{scope}` |
 //! | [`id_map`] | `SHOP#{shop}` | `MAP#{kind}#KV#{kiotviet_id}` / `MAP#{kind}#AB#{abaha_id}` |
 //! | [`idempotency`] | `SHOP#{shop}` | `IDEM#{key}` |

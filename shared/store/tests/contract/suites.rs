@@ -11,7 +11,7 @@ use std::future::Future;
 use store::{
     BudgetAnswer, BudgetStore, CheckpointStore, Claim, Connection, ConnectionStore, CursorStore,
     IdKind, IdLink, IdMapStore, IdempotencyStore, JobQueue, LeaseAnswer, LeaseStore, QueueUrls,
-    RUN_LIST_CAP, RunStore, SealedSecret, SecretSealer, StoreError, Switches,
+    RUN_LIST_CAP, RunStore, SealedSecret, SecretSealer, Store, StoreError, Switches,
 };
 
 /// How a suite issues the calls that real callers make at the same time.
@@ -1185,4 +1185,79 @@ pub async fn r_syn_5_several_parts_report_at_once_and_see_the_run_after(store: &
         .parse()
         .expect("rfc3339");
     assert_eq!(finished, at);
+}
+
+pub async fn r_syn_2_cursor_and_checkpoint_change_apart_and_read_together(store: &dyn Store) {
+    let t1 = now();
+    // GIVEN a cursor and a checkpoint of one entity
+    assert!(
+        store
+            .advance_cursor("shop", "invoices", t1)
+            .await
+            .expect("advance")
+    );
+    store
+        .put_checkpoint("shop", "invoices", &json!({"position": 100}))
+        .await
+        .expect("put");
+    // WHEN a pull starts THEN it reads both (in one request where the adapter can)
+    let (ck, cursor) = store
+        .get_checkpoint_and_cursor("shop", "invoices")
+        .await
+        .expect("read");
+    assert_eq!(ck, Some(json!({"position": 100})));
+    if let Some(cursor) = cursor {
+        assert_eq!(cursor.map(|c| c.modified_from), Some(t1));
+    }
+    // WHEN the cursor moves THEN the checkpoint stays, and clearing the checkpoint keeps the cursor
+    let t2 = t1 + Duration::seconds(1);
+    assert!(
+        store
+            .advance_cursor("shop", "invoices", t2)
+            .await
+            .expect("advance")
+    );
+    assert_eq!(
+        store.get_checkpoint("shop", "invoices").await.expect("get"),
+        Some(json!({"position": 100}))
+    );
+    store
+        .clear_checkpoint("shop", "invoices")
+        .await
+        .expect("clear");
+    assert_eq!(
+        store
+            .get_cursor("shop", "invoices")
+            .await
+            .expect("get")
+            .map(|c| c.modified_from),
+        Some(t2)
+    );
+    // AND a reset cursor leaves a new checkpoint alone; neither exists for another entity
+    store
+        .put_checkpoint("shop", "invoices", &json!({"position": 7}))
+        .await
+        .expect("put");
+    store.reset_cursor("shop", "invoices").await.expect("reset");
+    assert_eq!(
+        store.get_cursor("shop", "invoices").await.expect("get"),
+        None
+    );
+    assert_eq!(
+        store.get_checkpoint("shop", "invoices").await.expect("get"),
+        Some(json!({"position": 7}))
+    );
+    let (ck, cursor) = store
+        .get_checkpoint_and_cursor("shop", "products")
+        .await
+        .expect("read");
+    assert_eq!(ck, None);
+    assert!(cursor.is_none_or(|c| c.is_none()));
+    // AND a cursor can be set again after a reset (the item is still there)
+    assert!(
+        store
+            .advance_cursor("shop", "invoices", t1)
+            .await
+            .expect("advance")
+    );
 }
