@@ -133,7 +133,8 @@ pub async fn pull_entity(
     let now = svc.now();
     // R-SYN-3 is held by the shop's run lease, which the job checked before its first pull
     // (`jobs::hold_run_lease`): this run is the shop's only one while its pulls go on.
-    let stored = svc.store.get_checkpoint(shop, name).await?;
+    // One read for both where the store keeps them together (DynamoDB: one item).
+    let (stored, cursor_read) = svc.store.get_checkpoint_and_cursor(shop, name).await?;
     // Whether a checkpoint item exists (this run's or a dead run's): only then is there one to clear.
     let mut checkpoint_stored = stored.is_some();
     let resumed = stored
@@ -145,7 +146,7 @@ pub async fn pull_entity(
             tracing::info!(shop, run_id = %job.run_id, entity = name, position = ck.position, "resuming from checkpoint");
             ck
         }
-        None => fresh_checkpoint(svc, conn, job, entity, now).await?,
+        None => fresh_checkpoint(svc, conn, job, entity, now, cursor_read).await?,
     };
     ck.tally.state = "running".into();
     ck.tally.waiting_until = None;
@@ -573,8 +574,12 @@ async fn fresh_checkpoint(
     job: &SyncJob,
     entity: Entity,
     now: DateTime<Utc>,
+    cursor_read: Option<Option<store::Cursor>>,
 ) -> Result<Checkpoint, store::StoreError> {
-    let stored = svc.store.get_cursor(&conn.shop_id, entity.as_str()).await?;
+    let stored = match cursor_read {
+        Some(cursor) => cursor,
+        None => svc.store.get_cursor(&conn.shop_id, entity.as_str()).await?,
+    };
     let cursor = if job.full { None } else { stored };
     let overlap = match entity {
         Entity::Invoices => svc.settings.invoice_overlap,
