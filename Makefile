@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README): `make demo` and `make test`.
-.PHONY: demo test stack stack-deployed bootstrap lambda-build clean-local bench bench-mapping
+.PHONY: demo test stack stack-deployed bootstrap lambda-build clean-local bench bench-idle bench-mapping
 
 demo: ## Run the whole flow locally against the sandboxes and print what it did
 	infra/demo.sh
@@ -28,6 +28,11 @@ bench: ## Sync benchmark: large café, 100 ms KiotViet / 30 ms Abaha latency (BE
 	infra/bootstrap.sh stack
 	cargo build --profile perf -p local-stack -p sandbox --bins
 	target/perf/local-stack bench
+
+bench-idle: ## Cost of an idle 15-minute tick (small café): DynamoDB/KMS/SQS/token/invocations counted on the wire, $ per shop-month
+	infra/bootstrap.sh stack
+	cargo build -p local-stack --bins
+	target/debug/local-stack bench-idle
 
 bench-mapping: ## Mapping micro-benchmark (criterion): decode + map + content hash, records/s on one core
 	cargo bench -p mapping --bench mapping

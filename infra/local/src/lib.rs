@@ -56,6 +56,8 @@ pub struct StackOptions {
     /// The service's clock, for tests that move time (a budget window turning); None: the
     /// machine's clock.
     pub clock: Option<Arc<ManualClock>>,
+    /// Put a counting proxy ([`metering::AwsMeter`]) between the service and the AWS stand-in.
+    pub meter_aws: bool,
 }
 
 /// A running local stack. Dropping it stops everything it started.
@@ -69,6 +71,12 @@ pub struct Stack {
     pub abaha_token: String,
     pub kiotviet_api_url: String,
     pub abaha_api_url: String,
+    /// The AWS stand-in itself, behind the meter when there is one (for uncounted looks).
+    pub aws_upstream: String,
+    /// What the service asked of AWS, when started with `meter_aws`.
+    pub aws_meter: Option<Arc<metering::AwsMeter>>,
+    /// Lambda-equivalent invocations: API requests, pull batches, schedule ticks.
+    pub invocations: Arc<metering::Invocations>,
     shutdown: watch::Sender<bool>,
     _moto: Option<MotoProcess>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -90,6 +98,8 @@ pub enum StackError {
     Provision { what: &'static str, message: String },
     #[error("could not start a sandbox: {0}")]
     Sandbox(std::io::Error),
+    #[error("could not start the AWS request meter: {0}")]
+    Meter(std::io::Error),
     #[error("could not serve the service API on {addr}: {source}")]
     Bind {
         addr: String,
@@ -100,7 +110,9 @@ pub enum StackError {
 }
 
 pub mod bench;
+pub mod bench_idle;
 pub mod deployed;
+pub mod metering;
 pub mod template;
 
 /// A small client of the service API with the admin token (demo and benchmark).
@@ -221,6 +233,12 @@ impl Stack {
             .as_ref()
             .map(|a| a.endpoint.clone())
             .unwrap_or_else(|| "in-memory (no AWS stand-in)".into());
+        let aws_upstream = aws_side
+            .as_ref()
+            .map(|a| a.upstream.clone())
+            .unwrap_or_else(|| aws_endpoint.clone());
+        let aws_meter = aws_side.as_mut().and_then(|a| a.meter.take());
+        let invocations = Arc::new(metering::Invocations::default());
 
         let mut settings = match opts.settings.clone() {
             Some(s) => s,
@@ -325,7 +343,7 @@ impl Stack {
         let (shutdown, rx) = watch::channel(false);
         let app = axum::Router::new()
             .fallback(serve)
-            .with_state(service.clone());
+            .with_state((service.clone(), invocations.clone()));
         let mut stop = rx.clone();
         let mut tasks = vec![tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -344,6 +362,7 @@ impl Stack {
                     service.clone(),
                     q.clone(),
                     rx.clone(),
+                    invocations.clone(),
                 )));
             }
         }
@@ -352,6 +371,7 @@ impl Stack {
                 service.clone(),
                 schedule_secs,
                 rx.clone(),
+                invocations.clone(),
             )));
         }
         Ok(Stack {
@@ -364,6 +384,9 @@ impl Stack {
             abaha_token,
             kiotviet_api_url: kv_api_url,
             abaha_api_url: abaha_url,
+            aws_upstream,
+            aws_meter,
+            invocations,
             shutdown,
             _moto: aws_side.as_mut().and_then(|a| a.moto.take()),
             tasks,
@@ -387,7 +410,11 @@ impl Drop for Stack {
 
 /// The AWS stand-in: moto (started here) or the endpoint given.
 struct AwsSide {
+    /// What the service's clients talk to: the meter when there is one, else the stand-in.
     endpoint: String,
+    /// The stand-in itself.
+    upstream: String,
+    meter: Option<Arc<metering::AwsMeter>>,
     moto: Option<MotoProcess>,
     dynamo: aws_sdk_dynamodb::Client,
     sqs: aws_sdk_sqs::Client,
@@ -414,12 +441,23 @@ impl AwsSide {
                 (m.url.clone(), Some(m))
             }
         };
+        let upstream = endpoint.clone();
+        let (endpoint, meter) = if opts.meter_aws {
+            let meter = metering::AwsMeter::start(&upstream)
+                .await
+                .map_err(StackError::Meter)?;
+            (meter.url.clone(), Some(Arc::new(meter)))
+        } else {
+            (endpoint, None)
+        };
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(&endpoint)
             .load()
             .await;
         Ok(AwsSide {
             endpoint,
+            upstream,
+            meter,
             moto,
             dynamo: aws_sdk_dynamodb::Client::new(&aws),
             sqs: aws_sdk_sqs::Client::new(&aws),
@@ -493,7 +531,17 @@ fn memory_backend(sfx: &str) -> Backend {
 }
 
 /// API Gateway's part: any request becomes an `ApiRequest` for the engine.
-async fn serve(State(svc): State<Service>, req: Request) -> Response {
+async fn serve(
+    State((svc, invocations)): State<(Service, Arc<metering::Invocations>)>,
+    req: Request,
+) -> Response {
+    let started = std::time::Instant::now();
+    let resp = serve_one(&svc, req).await;
+    invocations.record("api", started.elapsed());
+    resp
+}
+
+async fn serve_one(svc: &Service, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let limit = svc.settings.max_body_bytes + 1;
     let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
@@ -521,7 +569,7 @@ async fn serve(State(svc): State<Service>, req: Request) -> Response {
         body: bytes.to_vec(),
     };
     let is_head = parts.method == Method::HEAD;
-    let answer = engine::handle(&svc, api_req).await;
+    let answer = engine::handle(svc, api_req).await;
     let mut resp = (
         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [("content-type", "application/json")],
@@ -575,7 +623,18 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// The SQS event-source mapping's part: receive, run, delete what succeeded; what failed
 /// transiently becomes visible again soon (and moves to the dead-letter queue after 5 receives).
-async fn poll_queue(svc: Service, queue_url: String, mut stop: watch::Receiver<bool>) {
+async fn poll_queue(
+    svc: Service,
+    queue_url: String,
+    mut stop: watch::Receiver<bool>,
+    invocations: Arc<metering::Invocations>,
+) {
+    let function = match queue_url.rsplit('/').next().unwrap_or_default() {
+        q if q.starts_with("catalog") => "catalog-pull",
+        q if q.starts_with("customer") => "customer-pull",
+        q if q.starts_with("invoice") => "invoice-pull",
+        _ => "pull",
+    };
     loop {
         if *stop.borrow() {
             return;
@@ -610,7 +669,9 @@ async fn poll_queue(svc: Service, queue_url: String, mut stop: watch::Receiver<b
                 )
             })
             .collect();
+        let started = std::time::Instant::now();
         let failed = engine::jobs::handle_batch(&svc, records, deadline).await;
+        invocations.record(function, started.elapsed());
         for j in &jobs {
             let result = if failed.contains(&j.id) {
                 // Back soon, with a little backoff by receive count.
@@ -628,15 +689,22 @@ async fn poll_queue(svc: Service, queue_url: String, mut stop: watch::Receiver<b
 }
 
 /// The EventBridge schedule's part.
-async fn schedule(svc: Service, every_secs: u64, mut stop: watch::Receiver<bool>) {
+async fn schedule(
+    svc: Service,
+    every_secs: u64,
+    mut stop: watch::Receiver<bool>,
+    invocations: Arc<metering::Invocations>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(every_secs));
     tick.tick().await;
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                let started = std::time::Instant::now();
                 if let Err(e) = engine::fan_out(&svc).await {
                     tracing::warn!(error = %e, "scheduled fan-out failed");
                 }
+                invocations.record("dispatcher", started.elapsed());
             }
             _ = stop.changed() => return,
         }

@@ -25,8 +25,12 @@ async fn main() {
             opts.in_memory = std::env::var("BENCH_STORE").is_ok_and(|s| s == "memory");
             local_stack::bench::run(opts).await
         }
+        "bench-idle" => {
+            init_logs("warn");
+            local_stack::bench_idle::run().await
+        }
         other => Err(format!(
-            "unknown command {other:?}; use `serve`, `demo`, `deployed` or `bench`"
+            "unknown command {other:?}; use `serve`, `demo`, `deployed`, `bench` or `bench-idle`"
         )),
     };
     if let Err(e) = result {

@@ -7,9 +7,10 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use store::Connection;
+use store::{Connection, LeaseAnswer};
 use tracing::Instrument;
 
 use crate::error::JobError;
@@ -92,6 +93,22 @@ pub struct SyncJob {
     /// a message delivered again while its first delivery still runs cannot take the part over.
     #[serde(skip)]
     pub invocation: String,
+    /// Until when the run's start holds the shop's run lease (R-SYN-3): a job that ends before
+    /// then needs no lease write of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<DateTime<Utc>>,
+    /// The budget window in which the run's start took one KiotViet GET per entity (R-SYN-6):
+    /// the first page of each entity is paid already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepaid: Option<DateTime<Utc>>,
+    /// Started by the schedule: nobody watches it live, so a job reports its parts together
+    /// when it ends (one write per job). A run from the Sync button reports each part as it ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scheduled: bool,
+    /// The part whose queue this job travels on, whatever part it is at (a scheduled run's one
+    /// job: the catalog queue, whose function may send only there). None: its current part's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<Entity>,
 }
 
 impl SyncJob {
@@ -103,6 +120,10 @@ impl SyncJob {
             full,
             continuation: 0,
             then: vec![],
+            lease_until: None,
+            prepaid: None,
+            scheduled: false,
+            home: None,
             invocation: String::new(),
         }
     }
@@ -158,18 +179,32 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
     // A job delivered again (after a failure, or an acknowledgement that never arrived) leaves
     // alone the parts this run already ended: pulling them again would reset their counts and
     // reopen a finished run.
-    let ended = ended_entities(svc, &job).await?;
-    if job.entities.iter().any(|e| !ended.contains(e)) {
-        let _ = svc
-            .store
-            .set_run_state(&job.shop_id, &job.run_id, "running", None)
-            .await;
+    let (ended, read_at_start) = ended_entities(svc, &job).await?;
+    let to_pull = job
+        .entities
+        .iter()
+        .any(|e| !ended.contains(e) && e.is_switched_on(&conn));
+    if to_pull && let Some(holder) = hold_run_lease(svc, &job, deadline).await? {
+        // R-SYN-3: another run is the shop's now (this one's lease ran out while the job
+        // waited); its pulls do the work, and this trigger is harmless.
+        for e in job
+            .entities
+            .iter()
+            .chain(&job.then)
+            .filter(|e| !ended.contains(e))
+        {
+            let msg = format!(
+                "Another run ({holder}) is syncing {}; this run left it to that one.",
+                e.as_str()
+            );
+            pull::end_entity(svc, &job, *e, "skipped", Some(&msg)).await?;
+        }
+        return Ok(());
     }
+    // Final reports of this job's parts, written together (see `pull::pull_entity`).
+    let mut pending = Vec::new();
     for (i, entity) in job.entities.iter().enumerate() {
         if ended.contains(entity) {
-            svc.store
-                .release_lease(&job.shop_id, entity.as_str(), &job.run_id)
-                .await?;
             continue;
         }
         if !entity.is_switched_on(&conn) {
@@ -183,10 +218,19 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
             .await?;
             continue;
         }
-        let end = match pull::pull_entity(svc, &conn, &job, *entity, deadline).await {
+        let end = match pull::pull_entity(svc, &conn, &job, *entity, deadline, &mut pending).await {
             Ok(end) => end,
             // Left on the queue: SQS delivers the job again and it resumes from the checkpoint.
-            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) if e.is_retryable() => {
+                // The parts that ended are told (best effort: a part left untold is pulled
+                // again, harmlessly, from its moved cursor).
+                if let Err(store) =
+                    runs::report_parts(svc, &job.shop_id, &job.run_id, &pending, None).await
+                {
+                    tracing::warn!(shop = %job.shop_id, run_id = %job.run_id, error = %store, "could not report the parts that ended");
+                }
+                return Err(e);
+            }
             Err(e) => {
                 // It would fail the same way on every delivery: end the part with a reason
                 // instead of leaving the run "running" and the shop's lease held (R-SYN-7).
@@ -217,6 +261,8 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                 svc.store
                     .release_lease(&job.shop_id, entity.as_str(), &job.lease_holder())
                     .await?;
+                runs::report_parts(svc, &job.shop_id, &job.run_id, &pending, None).await?;
+                pending.clear();
                 if job.continuation >= MAX_CONTINUATIONS {
                     pull::end_entity(
                         svc,
@@ -236,7 +282,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                 let delay_secs = delay.map(|d| d.as_secs().min(900) as u32);
                 svc.queue
                     .send(
-                        entity.queue(&svc.settings.queues),
+                        job.home.unwrap_or(*entity).queue(&svc.settings.queues),
                         &next.to_value(),
                         delay_secs,
                     )
@@ -246,11 +292,50 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
             }
         }
     }
+    runs::report_parts(
+        svc,
+        &job.shop_id,
+        &job.run_id,
+        &pending,
+        read_at_start.as_ref(),
+    )
+    .await?;
     enqueue_chained(svc, &job).await
 }
 
-/// The job's entities whose part of the run already reached a final state.
-async fn ended_entities(svc: &Service, job: &SyncJob) -> Result<Vec<Entity>, store::StoreError> {
+/// Makes sure the shop's run lease is this run's for as long as the job may run (R-SYN-3), or
+/// answers who holds it. The lease taken when the run started is enough while it outlives the
+/// job's deadline (no write: an idle tick's jobs write no lease); otherwise one conditional
+/// write takes it back (it expired, or this is a late continuation), unless another run has it.
+async fn hold_run_lease(
+    svc: &Service,
+    job: &SyncJob,
+    deadline: Instant,
+) -> Result<Option<String>, store::StoreError> {
+    let now = svc.now();
+    let job_end = now
+        + ChronoDuration::from_std(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or(ChronoDuration::minutes(15));
+    if job.lease_until.is_some_and(|until| job_end < until) {
+        return Ok(None);
+    }
+    let until = now
+        + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
+    match svc
+        .store
+        .acquire_lease(&job.shop_id, runs::RUN_SCOPE, &job.run_id, until, now)
+        .await?
+    {
+        LeaseAnswer::Acquired => Ok(None),
+        LeaseAnswer::HeldBy { holder, .. } => Ok(Some(holder)),
+    }
+}
+
+/// The job's entities whose part of the run already reached a final state, and the run as read.
+async fn ended_entities(
+    svc: &Service,
+    job: &SyncJob,
+) -> Result<(Vec<Entity>, Option<Value>), store::StoreError> {
     let report = svc.store.get_run(&job.shop_id, &job.run_id).await?;
     let state = |e: &Entity| {
         report
@@ -259,7 +344,8 @@ async fn ended_entities(svc: &Service, job: &SyncJob) -> Result<Vec<Entity>, sto
             .and_then(Value::as_str)
             .is_some_and(runs::is_final)
     };
-    Ok(job.entities.iter().copied().filter(state).collect())
+    let ended = job.entities.iter().copied().filter(state).collect();
+    Ok((ended, report))
 }
 
 /// Sends the job's chained entities, one job per queue, now that its own entities are done.
@@ -271,6 +357,9 @@ async fn enqueue_chained(svc: &Service, job: &SyncJob) -> Result<(), JobError> {
             Some((_, next)) => next.entities.push(*e),
             None => {
                 let mut next = SyncJob::new(&job.shop_id, &job.run_id, job.full);
+                next.lease_until = job.lease_until;
+                next.prepaid = job.prepaid;
+                next.scheduled = job.scheduled;
                 next.entities.push(*e);
                 by_queue.push((queue, next));
             }

@@ -124,55 +124,61 @@ pub async fn fail_entity(
     end_entity(svc, job, entity, "failed", Some(&msg)).await
 }
 
-/// Pulls one entity for one job.
+/// Pulls one entity for one job. A pull of a scheduled run that ends well leaves its final report
+/// in `pending`: the job writes the reports of its parts together (with the next part's first
+/// progress save, or when it ends or hands over), one write for a job's parts instead of one each.
+/// A run someone watches (the Sync button) reports each part as it ends (R-CON-5).
 pub async fn pull_entity(
     svc: &Service,
     conn: &Connection,
     job: &SyncJob,
     entity: Entity,
     deadline: Instant,
+    pending: &mut Vec<(Entity, Tally)>,
 ) -> Result<PullEnd, JobError> {
     let shop = conn.shop_id.as_str();
     let name = entity.as_str();
     let now = svc.now();
-    let holder = job.lease_holder();
-    if let LeaseAnswer::HeldBy { holder, until } = svc
-        .store
-        .acquire_lease(shop, name, &holder, part_until(svc), now)
-        .await?
-    {
-        if holder.starts_with(&format!("{}/", job.run_id)) {
-            // The same run, another delivery (a redelivered message, a crashed pull): never two
-            // pulls of one part at once, and a dead holder's part is taken over within seconds.
-            let delay = (until - now).to_std().unwrap_or_default() + Duration::from_secs(1);
-            tracing::info!(shop, run_id = %job.run_id, entity = name, %holder, "part held by another delivery of this run; waiting");
-            return Ok(PullEnd::Wait { delay });
+    // R-SYN-3 is held by the shop's run lease, which the job checked before its first pull
+    // (`jobs::hold_run_lease`): this run is the shop's only one while its pulls go on.
+    // One read for both where the store keeps them together (DynamoDB: one item).
+    let (stored, cursor_read) = svc.store.get_checkpoint_and_cursor(shop, name).await?;
+    // Whether a checkpoint item exists (this run's or a dead run's): only then is there one to clear.
+    let mut checkpoint_stored = stored.is_some();
+    let resumed = stored
+        .and_then(|v| serde_json::from_value::<Checkpoint>(v).ok())
+        .filter(|ck| ck.run_id == job.run_id);
+    let is_resumed = resumed.is_some();
+    let mut ck = match resumed {
+        Some(ck) => {
+            tracing::info!(shop, run_id = %job.run_id, entity = name, position = ck.position, "resuming from checkpoint");
+            ck
         }
-        // R-SYN-3: another run is pulling this entity; this trigger is harmless.
-        let msg =
-            format!("Another run ({holder}) is syncing {name}; this run left it to that one.");
-        end_entity(svc, job, entity, "skipped", Some(&msg)).await?;
-        return Ok(PullEnd::Done);
-    }
-
-    // Renewed while this pull lives; a crash stops the renewals and frees the part soon after.
-    let _heartbeat = Heartbeat::start(svc, shop, name, &holder);
-    let mut ck = match svc.store.get_checkpoint(shop, name).await? {
-        Some(v) => match serde_json::from_value::<Checkpoint>(v) {
-            Ok(ck) if ck.run_id == job.run_id => {
-                tracing::info!(shop, run_id = %job.run_id, entity = name, position = ck.position, "resuming from checkpoint");
-                ck
-            }
-            _ => fresh_checkpoint(svc, conn, job, entity, now).await?,
-        },
-        None => fresh_checkpoint(svc, conn, job, entity, now).await?,
+        None => fresh_checkpoint(svc, conn, job, entity, now, cursor_read).await?,
     };
+    // The part's lease (never two deliveries of one part at once, issue 15) is taken only before
+    // the pull's first write: an idle pull writes nothing and takes none. A checkpoint of this
+    // run means an earlier delivery wrote, so this one holds the part from the start.
+    let mut lease = PartLease::new(svc, shop, name, job.lease_holder());
+    if is_resumed && let Some(end) = lease.take(svc, job, entity).await? {
+        return Ok(end);
+    }
+    // Set when another delivery or run turned out to hold the part at this pull's first write.
+    let mut blocked: Option<PullEnd> = None;
     ck.tally.state = "running".into();
     ck.tally.waiting_until = None;
-    report(svc, job, entity, &ck.tally).await?;
+    if is_resumed {
+        // A continuation shows at once that it runs again (it may have been "waiting").
+        report(svc, job, entity, &ck.tally).await?;
+    }
+    // A fresh pull shows "queued" until its first progress save (2 s) or its end: a one-page
+    // pull writes its report once.
 
+    // The run's start paid for the first GET of each entity (`runs::start`); only a pull that
+    // starts afresh in the run's first job uses it.
+    let prepaid = job.prepaid.filter(|_| job.continuation == 0 && !is_resumed);
     let kv = svc
-        .kiotviet_for_pull(conn)
+        .kiotviet_for_pull_prepaid(conn, prepaid)
         .await?
         .with_deadline(Some(deadline));
     let request = list_request(entity, ck.from);
@@ -187,6 +193,8 @@ pub async fn pull_entity(
         svc.kiotviet_slots(&conn.retailer),
     );
     let read_at_start = ck.tally.read;
+    // Whether KiotViet named anything (records or deletions) since the cursor.
+    let mut saw_any = false;
     let outcome: Result<(), JobError> = async {
         let mut processing: VecDeque<JoinHandle<Result<PageDone, JobError>>> = VecDeque::new();
         let mut read_pos = ck.position;
@@ -217,6 +225,7 @@ pub async fn pull_entity(
                     }
                 };
                 let read = page.data.len() as i64;
+                saw_any |= read > 0 || !page.removed_ids.is_empty();
                 let page_start = read_pos;
                 read_pos += read;
                 // Offset paging shifts when records are deleted while we read: this page then
@@ -237,6 +246,21 @@ pub async fn pull_entity(
                 known_total = page.total.or(known_total);
                 if read == 0 || read_pos >= page.total.unwrap_or(0) {
                     reading_done = true;
+                }
+                // A page that names anything is written: the part must be this delivery's.
+                if (read > 0 || !page.removed_ids.is_empty()) && !lease.held() {
+                    match lease.take(svc, job, entity).await {
+                        Ok(None) => {}
+                        Ok(Some(end)) => {
+                            drain(&mut processing, &mut ck).await;
+                            blocked = Some(end);
+                            return Err(JobError::LeaseLost);
+                        }
+                        Err(e) => {
+                            drain(&mut processing, &mut ck).await;
+                            return Err(e.into());
+                        }
+                    }
                 }
                 processing.push_back(tokio::spawn(process_page(
                     svc.clone(),
@@ -270,7 +294,8 @@ pub async fn pull_entity(
             // Saving after every page would double the pull's storage traffic; a crash loses at
             // most this much work, which the re-run redoes harmlessly (keyed upserts).
             if !processing.is_empty() && last_save.elapsed() >= CHECKPOINT_EVERY {
-                save_progress(svc, job, entity, &ck).await?;
+                save_progress(svc, job, entity, &ck, pending).await?;
+                checkpoint_stored = true;
                 last_save = Instant::now();
             }
         }
@@ -278,34 +303,50 @@ pub async fn pull_entity(
     .await;
     ck.tally.api_calls = tally_calls_base + (kv.api_calls() - calls_base);
 
+    if let Some(end) = blocked {
+        // Another delivery of this run (or another run) has the part: this one wrote nothing.
+        return Ok(end);
+    }
     if matches!(outcome, Err(JobError::LeaseLost)) {
         // Someone else holds the part now: write nothing more, not even the checkpoint.
         tracing::warn!(shop, run_id = %job.run_id, entity = name, "lease lost; stopping");
         return Err(JobError::LeaseLost);
     }
     // Fencing: the last writes (cursor, checkpoint, report) only while the part is still ours.
-    if !svc
-        .store
-        .renew_lease(shop, name, &holder, part_until(svc))
-        .await?
-    {
+    if lease.held() && !lease.still_ours(svc).await? {
         tracing::warn!(shop, run_id = %job.run_id, entity = name, "lease lost; stopping");
         return Err(JobError::LeaseLost);
     }
     let e = match outcome {
         Ok(()) => {
             // Everything up to the pull's start is in Abaha: the cursor may move there (R-SYN-2).
-            svc.store.advance_cursor(shop, name, ck.started_at).await?;
-            svc.store.clear_checkpoint(shop, name).await?;
+            // An incremental pull that KiotViet answered with nothing leaves it where it is:
+            // staying is never past unwritten data nor backwards, and an idle tick writes nothing.
+            let nothing_new =
+                !job.full && !ck.first_sync && ck.from.is_some() && ck.tally.read == 0 && !saw_any;
+            if (!nothing_new || checkpoint_stored)
+                && let Some(end) = lease.take(svc, job, entity).await?
+            {
+                return Ok(end);
+            }
+            if !nothing_new {
+                svc.store.advance_cursor(shop, name, ck.started_at).await?;
+            }
+            if checkpoint_stored {
+                svc.store.clear_checkpoint(shop, name).await?;
+            }
             ck.tally.state = if ck.tally.failed > 0 {
                 "partial".into()
             } else {
                 "succeeded".into()
             };
             ck.tally.message = None;
-            report(svc, job, entity, &ck.tally).await?;
-            svc.store.release_lease(shop, name, &holder).await?;
-            runs::finish_if_done(svc, shop, &job.run_id).await?;
+            lease.release().await?;
+            pending.push((entity, ck.tally.clone()));
+            if !job.scheduled {
+                runs::report_parts(svc, shop, &job.run_id, pending, None).await?;
+                pending.clear();
+            }
             tracing::info!(shop, run_id = %job.run_id, entity = name, read = ck.tally.read, created = ck.tally.created,
                 updated = ck.tally.updated, unchanged = ck.tally.unchanged, failed = ck.tally.failed,
                 api_calls = ck.tally.api_calls, "pull finished");
@@ -329,6 +370,9 @@ pub async fn pull_entity(
             ck.failed_tries + 1
         };
     }
+    if let Some(end) = lease.take(svc, job, entity).await? {
+        return Ok(end);
+    }
     svc.store
         .put_checkpoint(shop, name, &checkpoint_value(&ck))
         .await?;
@@ -347,7 +391,7 @@ pub async fn pull_entity(
         // Left on the queue: SQS delivers the job again and it resumes from the checkpoint
         // (the part freed, so the next delivery takes it at once).
         tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull interrupted; will retry");
-        svc.store.release_lease(shop, name, &holder).await?;
+        lease.release().await?;
         return Err(e);
     }
     match &e {
@@ -389,7 +433,7 @@ pub async fn pull_entity(
                 )
                 .await?;
             svc.store.clear_checkpoint(shop, name).await?;
-            svc.store.release_lease(shop, name, &holder).await?;
+            lease.release().await?;
             runs::finish_if_done(svc, shop, &job.run_id).await?;
             Ok(PullEnd::Done)
         }
@@ -518,10 +562,16 @@ async fn drain(
         match h.await {
             Ok(Ok(done)) if in_order => {
                 // Counted without the report lists: the run is about to stop or retry anyway.
+                // The skips too: the checkpoint moves past these pages, so nothing counts them
+                // again (R-SYN-5: the report of a run that was interrupted tells the same story).
                 ck.tally.read += done.read;
                 ck.tally.created += done.tally.created;
                 ck.tally.updated += done.tally.updated;
                 ck.tally.unchanged += done.tally.unchanged;
+                ck.tally.abaha_calls += done.tally.abaha_calls;
+                for (reason, n) in done.tally.skipped {
+                    *ck.tally.skipped.entry(reason).or_default() += n;
+                }
                 ck.position = done.end;
                 ck.total = done.total.or(ck.total);
             }
@@ -535,6 +585,7 @@ async fn save_progress(
     job: &SyncJob,
     entity: Entity,
     ck: &Checkpoint,
+    pending: &mut Vec<(Entity, Tally)>,
 ) -> Result<(), JobError> {
     let shop = job.shop_id.as_str();
     let name = entity.as_str();
@@ -551,11 +602,103 @@ async fn save_progress(
     svc.store
         .put_checkpoint(shop, name, &checkpoint_value(ck))
         .await?;
-    report(svc, job, entity, &ck.tally).await?;
+    // The parts this job finished before go with this one's progress, in the same write.
+    pending.push((entity, ck.tally.clone()));
+    runs::report_parts(svc, shop, &job.run_id, pending, None).await?;
+    pending.clear();
     svc.store
         .renew_lease(shop, runs::RUN_SCOPE, &job.run_id, until)
         .await?;
     Ok(())
+}
+
+/// A part's lease for one delivery (fencing token `run/invocation`), taken lazily: only before the
+/// pull's first write, so an idle pull writes no lease at all (issue 16), while two deliveries of
+/// one part never write at once (issue 15). Renewed by a [`Heartbeat`] while held.
+struct PartLease {
+    shop: String,
+    name: String,
+    holder: String,
+    heartbeat: Option<Heartbeat>,
+    svc: Service,
+}
+
+impl PartLease {
+    fn new(svc: &Service, shop: &str, name: &str, holder: String) -> Self {
+        PartLease {
+            shop: shop.to_string(),
+            name: name.to_string(),
+            holder,
+            heartbeat: None,
+            svc: svc.clone(),
+        }
+    }
+
+    fn held(&self) -> bool {
+        self.heartbeat.is_some()
+    }
+
+    /// Takes the part for this delivery unless it is held already. `Some(end)`: it is not this
+    /// delivery's — another delivery of the run has it (wait, then look again) or another run
+    /// (this part of this run is skipped, R-SYN-3); nothing was written for it.
+    async fn take(
+        &mut self,
+        svc: &Service,
+        job: &SyncJob,
+        entity: Entity,
+    ) -> Result<Option<PullEnd>, store::StoreError> {
+        if self.held() {
+            return Ok(None);
+        }
+        let now = svc.now();
+        match svc
+            .store
+            .acquire_lease(&self.shop, &self.name, &self.holder, part_until(svc), now)
+            .await?
+        {
+            LeaseAnswer::Acquired => {
+                self.heartbeat = Some(Heartbeat::start(svc, &self.shop, &self.name, &self.holder));
+                Ok(None)
+            }
+            LeaseAnswer::HeldBy { holder, until }
+                if holder.starts_with(&format!("{}/", job.run_id)) =>
+            {
+                // The same run, another delivery (a redelivered message, a crashed pull): never
+                // two pulls of one part at once, and a dead holder's part is taken over soon.
+                let delay = (until - now).to_std().unwrap_or_default() + Duration::from_secs(1);
+                tracing::info!(shop = %self.shop, run_id = %job.run_id, entity = %self.name, %holder, "part held by another delivery of this run; waiting");
+                Ok(Some(PullEnd::Wait { delay }))
+            }
+            LeaseAnswer::HeldBy { holder, .. } => {
+                // R-SYN-3: another run is pulling this entity; this trigger is harmless.
+                let msg = format!(
+                    "Another run ({holder}) is syncing {}; this run left it to that one.",
+                    self.name
+                );
+                end_entity(svc, job, entity, "skipped", Some(&msg)).await?;
+                Ok(Some(PullEnd::Done))
+            }
+        }
+    }
+
+    /// Renews a held lease; `false` once another has it (the pull must write nothing more).
+    async fn still_ours(&self, svc: &Service) -> Result<bool, store::StoreError> {
+        svc.store
+            .renew_lease(&self.shop, &self.name, &self.holder, part_until(svc))
+            .await
+    }
+
+    /// Frees a held part at once (a continuation or the next run may take it); nothing when the
+    /// pull never took it.
+    async fn release(&mut self) -> Result<(), store::StoreError> {
+        if self.heartbeat.take().is_some() {
+            self.svc
+                .store
+                .release_lease(&self.shop, &self.name, &self.holder)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// When a part's lease taken or renewed now runs out.
@@ -632,8 +775,12 @@ async fn fresh_checkpoint(
     job: &SyncJob,
     entity: Entity,
     now: DateTime<Utc>,
+    cursor_read: Option<Option<store::Cursor>>,
 ) -> Result<Checkpoint, store::StoreError> {
-    let stored = svc.store.get_cursor(&conn.shop_id, entity.as_str()).await?;
+    let stored = match cursor_read {
+        Some(cursor) => cursor,
+        None => svc.store.get_cursor(&conn.shop_id, entity.as_str()).await?,
+    };
     let cursor = if job.full { None } else { stored };
     let overlap = match entity {
         Entity::Invoices => svc.settings.invoice_overlap,

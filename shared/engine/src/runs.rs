@@ -2,7 +2,9 @@
 //! (R-SYN-5), and the run ends when every entity has.
 //!
 //! At most one run per shop is active: a lease with scope `run` holds the run id, so a second
-//! trigger answers the active run instead of starting another (R-SYN-3).
+//! trigger answers the active run instead of starting another (R-SYN-3). A run's end does not
+//! write the lease free: it expires (`lease_ttl`, shorter than the schedule's 15 minutes), and a
+//! trigger that finds it held by a run that has ended takes it over.
 
 use std::collections::BTreeMap;
 
@@ -167,21 +169,40 @@ pub async fn start(
     let run_id = new_run_id(now);
     let until = now
         + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
-    match svc
-        .store
-        .acquire_lease(shop, RUN_SCOPE, &run_id, until, now)
-        .await?
-    {
-        // The shop's previous run, if its lease lapsed unfinished, is reported failed now.
-        LeaseAnswer::Acquired => {
-            // Never at the cost of the new run: the lease is taken, the run must be created.
-            if let Err(e) = crate::sweep::close_abandoned(svc, shop, now).await {
-                tracing::warn!(shop, error = %e, "could not close the previous run");
+    // A run's end leaves its lease to expire (one write fewer per run): a lease whose run has
+    // ended is free. It is taken over with the same conditional put, told to count the lease as
+    // expired only up to the expiry it was read with: if another trigger took it over (or its
+    // run renewed it) since, the put fails and that run is the answer.
+    let mut expired_at = now;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (holder, held_until) = match svc
+            .store
+            .acquire_lease(shop, RUN_SCOPE, &run_id, until, expired_at)
+            .await?
+        {
+            LeaseAnswer::Acquired => {
+                // The shop's previous run, if its lease lapsed unfinished, is reported failed
+                // now — never at the cost of the new run: the lease is taken, it must be created.
+                if let Err(e) = crate::sweep::close_abandoned(svc, shop, now).await {
+                    tracing::warn!(shop, error = %e, "could not close the previous run");
+                }
+                break;
             }
-        }
-        LeaseAnswer::HeldBy { holder, until } => {
+            LeaseAnswer::HeldBy { holder, until } => (holder, until),
+        };
+        let ended = tries == 1
+            && svc
+                .store
+                .get_run(shop, &holder)
+                .await?
+                .is_some_and(|r| r["state"].as_str().is_some_and(is_final));
+        if !ended {
             // A run whose pull died is resumed from its checkpoints, not waited out.
-            if let Err(e) = crate::sweep::resume_if_stalled(svc, conn, &holder, until, now).await {
+            if let Err(e) =
+                crate::sweep::resume_if_stalled(svc, conn, &holder, held_until, now).await
+            {
                 tracing::warn!(shop, run_id = %holder, error = %e, "could not resume a stalled run");
             }
             tracing::info!(shop, run_id = %holder, "run already active");
@@ -190,6 +211,7 @@ pub async fn start(
                 already_running: true,
             });
         }
+        expired_at = held_until;
     }
     let entity_reports: serde_json::Map<String, Value> = entities
         .iter()
@@ -207,21 +229,32 @@ pub async fn start(
         "errors": [],
     });
     svc.store.create_run(shop, &run_id, &initial).await?;
+    let prepaid = prepay_first_pages(svc, conn, entities.len() as u32, now).await;
 
     // One job per pull function; the catalog job does categories before products (R-CAT-1).
     // Invoices run after the products of the same run, so that their lines find the products'
     // Abaha ids (R-INV-2): the catalog job enqueues them when it is done.
+    // A scheduled incremental run mostly finds nothing: one job does every part, in that order
+    // (categories, products, customers, invoices), on the catalog queue — one message, one
+    // invocation, one report write for the whole run. Its continuations stay on that queue.
+    let one_job = trigger == Trigger::Schedule && !full;
     let chained = entities.contains(&Entity::Products) && entities.contains(&Entity::Invoices);
     let mut jobs: BTreeMap<&str, SyncJob> = BTreeMap::new();
     for e in &entities {
-        let (queue, chain) = if chained && *e == Entity::Invoices {
+        let (queue, chain) = if one_job {
+            (Entity::Categories.queue(&svc.settings.queues), false)
+        } else if chained && *e == Entity::Invoices {
             (Entity::Products.queue(&svc.settings.queues), true)
         } else {
             (e.queue(&svc.settings.queues), false)
         };
-        let job = jobs
-            .entry(queue)
-            .or_insert_with(|| SyncJob::new(shop, &run_id, full));
+        let job = jobs.entry(queue).or_insert_with(|| SyncJob {
+            lease_until: Some(until),
+            prepaid,
+            scheduled: trigger == Trigger::Schedule,
+            home: one_job.then_some(Entity::Categories),
+            ..SyncJob::new(shop, &run_id, full)
+        });
         if chain {
             job.then.push(*e);
         } else {
@@ -248,6 +281,45 @@ pub async fn start(
     })
 }
 
+/// R-SYN-6: every pull reads at least one page, so the run's start takes one GET per entity
+/// from the shop's hourly budget in one write (instead of one write per pull). Answers the
+/// budget window paid in, or None when the budget could not give them (the pulls then ask for
+/// their own, and wait if the hour is spent).
+async fn prepay_first_pages(
+    svc: &Service,
+    conn: &Connection,
+    n: u32,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    use chrono::DurationRound;
+    let window = now.duration_trunc(ChronoDuration::hours(1)).ok()?;
+    match svc
+        .store
+        .take(&conn.retailer, window, n, svc.settings.get_budget_per_hour)
+        .await
+    {
+        Ok(store::BudgetAnswer::Granted { .. }) => Some(window),
+        Ok(store::BudgetAnswer::Exhausted { .. }) => None,
+        Err(e) => {
+            tracing::warn!(shop = %conn.shop_id, error = %e, "could not prepay the first pages; the pulls will");
+            None
+        }
+    }
+}
+
+/// The run state as readers see it: a run whose parts have started is running, although only
+/// its parts' reports say so (the pulls do not write the run's state when they start).
+fn as_shown(mut report: Value) -> Value {
+    let started = report["state"] == "queued"
+        && report["entities"]
+            .as_object()
+            .is_some_and(|e| e.values().any(|v| v["state"] != "queued"));
+    if started {
+        report["state"] = Value::from("running");
+    }
+    report
+}
+
 /// Run ids sort by time, so the newest run of a shop is easy to find and to read in logs.
 pub(crate) fn new_run_id(now: DateTime<Utc>) -> String {
     let suffix: u32 = rand::random();
@@ -257,7 +329,7 @@ pub(crate) fn new_run_id(now: DateTime<Utc>) -> String {
 /// `GET /v1/shops/{shop}/sync`: the latest run.
 pub async fn latest(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> {
     match svc.store.latest_run(shop).await? {
-        Some(report) => Ok(ApiResponse::json(200, report)),
+        Some(report) => Ok(ApiResponse::json(200, as_shown(report))),
         None => {
             if svc.store.get_connection(shop).await?.is_none() {
                 return Err(ApiError::unknown_shop(shop));
@@ -272,7 +344,7 @@ pub async fn latest(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> 
 /// `GET /v1/shops/{shop}/sync/{run_id}`.
 pub async fn one(svc: &Service, shop: &str, run_id: &str) -> Result<ApiResponse, ApiError> {
     match svc.store.get_run(shop, run_id).await? {
-        Some(report) => Ok(ApiResponse::json(200, report)),
+        Some(report) => Ok(ApiResponse::json(200, as_shown(report))),
         None => Err(ApiError::not_found(format!(
             "There is no run {run_id} for shop {shop}."
         ))),
@@ -289,6 +361,82 @@ pub async fn finish_if_done(
     let Some(report) = svc.store.get_run(shop, run_id).await? else {
         return Ok(());
     };
+    finish_with(svc, shop, run_id, &report).await
+}
+
+/// Writes the reports of a job's parts in one write (what ended, and what is running); if that
+/// leaves every part of the run ended, the run ends too — known from the write's answer,
+/// without reading the run again. `read_at_start` is the run as the job read it when it began:
+/// when every other part had ended by then, this job is the run's last, and the same write ends
+/// the run (checked by the write: the other parts must still stand as read).
+pub async fn report_parts(
+    svc: &Service,
+    shop: &str,
+    run_id: &str,
+    parts: &[(Entity, Tally)],
+    read_at_start: Option<&Value>,
+) -> Result<(), store::StoreError> {
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let reports: Vec<(String, Value)> = parts
+        .iter()
+        .map(|(e, t)| (e.as_str().to_string(), t.to_value()))
+        .collect();
+    let end = read_at_start.and_then(|r| last_part_ending(r, parts, svc.now()));
+    let report = svc
+        .store
+        .put_entity_reports(shop, run_id, &reports, end.as_ref())
+        .await?;
+    if let Some(end) = &end
+        && report["state"] == end.state.as_str()
+    {
+        // The lease is left to expire: the next trigger finds its run ended (see `start`).
+        tracing::info!(shop, run_id, state = %end.state, "run finished");
+        return Ok(());
+    }
+    finish_with(svc, shop, run_id, &report).await
+}
+
+/// The run's end, if `parts` are the last of it: every other part had ended in `read_at_start`.
+fn last_part_ending(
+    read_at_start: &Value,
+    parts: &[(Entity, Tally)],
+    now: DateTime<Utc>,
+) -> Option<store::RunEnd> {
+    let entities = read_at_start.get("entities")?.as_object()?;
+    let mut others = Vec::new();
+    let mut states: Vec<&str> = Vec::new();
+    for (name, e) in entities {
+        if parts.iter().any(|(p, _)| p.as_str() == name) {
+            continue;
+        }
+        let state = e.get("state").and_then(Value::as_str)?;
+        if !is_final(state) {
+            return None;
+        }
+        others.push((name.clone(), state.to_string()));
+        states.push(state);
+    }
+    for (_, t) in parts {
+        if !is_final(&t.state) {
+            return None;
+        }
+        states.push(&t.state);
+    }
+    Some(store::RunEnd {
+        state: run_state(&states).to_string(),
+        finished_at: now,
+        others,
+    })
+}
+
+async fn finish_with(
+    svc: &Service,
+    shop: &str,
+    run_id: &str,
+    report: &Value,
+) -> Result<(), store::StoreError> {
     let Some(entities) = report.get("entities").and_then(Value::as_object) else {
         return Ok(());
     };
@@ -303,7 +451,7 @@ pub async fn finish_if_done(
     svc.store
         .set_run_state(shop, run_id, state, Some(svc.now()))
         .await?;
-    svc.store.release_lease(shop, RUN_SCOPE, run_id).await?;
+    // The lease is left to expire: the next trigger finds its run ended (see `start`).
     tracing::info!(shop, run_id, state, "run finished");
     let seconds = report
         .get("started_at")
@@ -311,7 +459,7 @@ pub async fn finish_if_done(
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| (svc.now() - t.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0)
         .unwrap_or(0.0);
-    crate::metrics::emit(&crate::metrics::run_finished(shop, &report, state, seconds));
+    crate::metrics::emit(&crate::metrics::run_finished(shop, report, state, seconds));
     Ok(())
 }
 
@@ -342,6 +490,35 @@ mod tests {
         assert_eq!(run_state(&["succeeded", "partial"]), "partial");
         assert_eq!(run_state(&["succeeded", "failed"]), "partial");
         assert_eq!(run_state(&["failed", "failed"]), "failed");
+    }
+
+    #[test]
+    fn r_syn_5_the_job_of_a_runs_last_part_ends_the_run_in_its_report_write() {
+        // GIVEN a run read when the invoice job began: every other part had ended
+        let read = serde_json::json!({"entities": {
+            "categories": {"state": "succeeded"}, "products": {"state": "partial"},
+            "customers": {"state": "skipped"}, "invoices": {"state": "queued"}}});
+        let done = Tally {
+            state: "succeeded".into(),
+            ..Tally::default()
+        };
+        let now: DateTime<Utc> = "2026-11-29T09:00:00Z".parse().unwrap();
+        // WHEN its part ends THEN its write ends the run, honestly, if the others still stand
+        let end = last_part_ending(&read, &[(Entity::Invoices, done.clone())], now).unwrap();
+        assert_eq!(end.state, "partial");
+        assert_eq!(end.finished_at, now);
+        assert_eq!(end.others.len(), 3);
+        assert!(end.others.contains(&("products".into(), "partial".into())));
+        // AND a job that is not the last (customers still queued when it began) does not
+        let mut read = read;
+        read["entities"]["customers"]["state"] = "queued".into();
+        assert!(last_part_ending(&read, &[(Entity::Invoices, done.clone())], now).is_none());
+        // AND a part still running never ends the run
+        let running = Tally {
+            state: "running".into(),
+            ..Tally::default()
+        };
+        assert!(last_part_ending(&read, &[(Entity::Customers, running)], now).is_none());
     }
 
     #[test]

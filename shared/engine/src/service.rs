@@ -6,7 +6,9 @@ use std::time::Duration;
 use abaha::{AbahaClient, AbahaConfig};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration as ChronoDuration, DurationRound, Utc};
-use kiotviet::{BudgetExhausted, Credentials, GetBudget, KiotVietClient, KiotVietConfig};
+use kiotviet::{
+    BudgetExhausted, Credentials, GetBudget, KiotVietClient, KiotVietConfig, TokenSlot,
+};
 use mapping::time::{Clock, SystemClock};
 use secrecy::SecretString;
 use store::{BudgetAnswer, Connection, JobQueue, SecretSealer, Store};
@@ -33,6 +35,19 @@ pub struct Service {
     product_ids: Arc<std::sync::Mutex<std::collections::HashMap<(String, i64), String>>>,
     /// Hears each step of every order push; none in service (the model-checking test sets one).
     push_observer: Option<Arc<dyn crate::push::orders::PushObserver>>,
+    /// Per shop: the opened client secret and the KiotViet token, for the container's life and
+    /// shared by every job it runs, so a warm container asks neither KMS nor KiotViet's token
+    /// host again. Keyed by the connection's version: a saved connection with another secret,
+    /// client id or retailer is opened afresh and gets a token of its own.
+    opened: Arc<std::sync::Mutex<std::collections::HashMap<String, Opened>>>,
+}
+
+/// A shop's opened connection, as cached in [`Service`].
+struct Opened {
+    /// sha256 of the retailer, client id and sealed secret it was opened from.
+    version: String,
+    secret: SecretString,
+    token: Arc<TokenSlot>,
 }
 
 /// The parts a [`Service`] is assembled from (tests and the local stack pass fakes or local servers).
@@ -73,6 +88,7 @@ impl Service {
             slots: Arc::default(),
             product_ids: Arc::default(),
             push_observer: None,
+            opened: Arc::default(),
         }
     }
 
@@ -172,7 +188,41 @@ impl Service {
         &self,
         conn: &Connection,
     ) -> Result<KiotVietClient, store::StoreError> {
-        self.kiotviet_reserving(conn, RESERVE).await
+        self.kiotviet_for_pull_prepaid(conn, None).await
+    }
+
+    /// As [`Service::kiotviet_for_pull`], holding one GET already taken from the budget window
+    /// `prepaid` (the run's start pays the first page of each pull, R-SYN-6).
+    pub async fn kiotviet_for_pull_prepaid(
+        &self,
+        conn: &Connection,
+        prepaid: Option<DateTime<Utc>>,
+    ) -> Result<KiotVietClient, store::StoreError> {
+        let (secret, token) = self.open_connection(conn).await?;
+        let creds = Credentials {
+            retailer: conn.retailer.clone(),
+            client_id: conn.client_id.clone(),
+            client_secret: secret,
+        };
+        let mut budget = SharedBudget {
+            reserve: RESERVE,
+            ..SharedBudget::exact(
+                self.store.clone(),
+                self.clock.clone(),
+                self.settings.get_budget_per_hour,
+            )
+        };
+        if let Some(window) = prepaid {
+            budget.granted = std::sync::atomic::AtomicU32::new(1);
+            budget.reserved = std::sync::Mutex::new((Some(window), 1));
+        }
+        Ok(KiotVietClient::with_token_slot(
+            self.http.clone(),
+            self.kv_config.clone(),
+            creds,
+            Arc::new(budget),
+            token,
+        ))
     }
 
     async fn kiotviet_reserving(
@@ -180,15 +230,58 @@ impl Service {
         conn: &Connection,
         reserve: u32,
     ) -> Result<KiotVietClient, store::StoreError> {
-        let secret = self.sealer.open(&conn.shop_id, &conn.sealed_secret).await?;
-        Ok(self.kiotviet_with_reserve(
+        let (secret, token) = self.open_connection(conn).await?;
+        Ok(self.kiotviet_with_slot(
             Credentials {
                 retailer: conn.retailer.clone(),
                 client_id: conn.client_id.clone(),
                 client_secret: secret,
             },
             reserve,
+            token,
         ))
+    }
+
+    /// The client secret of a connection and the token slot of its credentials: from this
+    /// container's cache when the connection is the version cached, else opened (KMS) and cached.
+    pub(crate) async fn open_connection(
+        &self,
+        conn: &Connection,
+    ) -> Result<(SecretString, Arc<TokenSlot>), store::StoreError> {
+        use secrecy::ExposeSecret;
+        let version = store::hash_token(&format!(
+            "{}\u{1f}{}\u{1f}{}",
+            conn.retailer,
+            conn.client_id,
+            conn.sealed_secret.as_base64()
+        ));
+        {
+            let cache = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(o) = cache.get(&conn.shop_id)
+                && o.version == version
+            {
+                return Ok((
+                    SecretString::from(o.secret.expose_secret().to_owned()),
+                    o.token.clone(),
+                ));
+            }
+        }
+        let secret = self.sealer.open(&conn.shop_id, &conn.sealed_secret).await?;
+        let token = Arc::new(TokenSlot::default());
+        let mut cache = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        // A container serving thousands of shops must not grow without bound.
+        if cache.len() >= OPENED_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(
+            conn.shop_id.clone(),
+            Opened {
+                version,
+                secret: SecretString::from(secret.expose_secret().to_owned()),
+                token: token.clone(),
+            },
+        );
+        Ok((secret, token))
     }
 
     /// The Abaha ids of KiotViet products, from this container's cache or the ID map (R-INV-2).
@@ -253,6 +346,15 @@ impl Service {
     }
 
     fn kiotviet_with_reserve(&self, creds: Credentials, reserve: u32) -> KiotVietClient {
+        self.kiotviet_with_slot(creds, reserve, Arc::default())
+    }
+
+    fn kiotviet_with_slot(
+        &self,
+        creds: Credentials,
+        reserve: u32,
+        token: Arc<TokenSlot>,
+    ) -> KiotVietClient {
         let budget: Arc<dyn GetBudget> = Arc::new(SharedBudget {
             reserve: reserve.max(1),
             ..SharedBudget::exact(
@@ -261,7 +363,13 @@ impl Service {
                 self.settings.get_budget_per_hour,
             )
         });
-        KiotVietClient::new(self.http.clone(), self.kv_config.clone(), creds, budget)
+        KiotVietClient::with_token_slot(
+            self.http.clone(),
+            self.kv_config.clone(),
+            creds,
+            budget,
+            token,
+        )
     }
 }
 
@@ -312,6 +420,9 @@ impl SharedBudget {
         false
     }
 }
+
+/// Most opened connections one container keeps.
+const OPENED_CACHE_MAX: usize = 10_000;
 
 /// Most product links one container keeps (about 10 MB).
 const PRODUCT_CACHE_MAX: usize = 100_000;
@@ -454,5 +565,88 @@ mod budget_tests {
             .duration_trunc(ChronoDuration::hours(1))
             .expect("an hour");
         assert_eq!(table.used("shop", window).await, 1);
+    }
+}
+
+#[cfg(test)]
+mod opened_tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use secrecy::ExposeSecret;
+    use store::{SealedSecret, StoreError};
+
+    use super::*;
+
+    /// The memory sealer, counting opens (each would be a KMS Decrypt).
+    #[derive(Default)]
+    struct CountingSealer {
+        inner: store::MemorySealer,
+        opens: AtomicU32,
+    }
+
+    #[async_trait]
+    impl SecretSealer for CountingSealer {
+        async fn seal(
+            &self,
+            shop: &str,
+            secret: &SecretString,
+        ) -> Result<SealedSecret, StoreError> {
+            self.inner.seal(shop, secret).await
+        }
+
+        async fn open(
+            &self,
+            shop: &str,
+            sealed: &SealedSecret,
+        ) -> Result<SecretString, StoreError> {
+            self.opens.fetch_add(1, Ordering::Relaxed);
+            self.inner.open(shop, sealed).await
+        }
+    }
+
+    fn connection(sealed: SealedSecret) -> Connection {
+        let mut conn: Connection = serde_json::from_value(serde_json::json!({
+            "shop_id": "s1", "account_type": "fnb", "retailer": "r", "client_id": "c",
+            "sealed_secret": "", "branch_id": 1,
+            "sync": {"products": true, "customers": true, "orders": true},
+            "keep_app_product_status": true, "invoice_history_days": 30,
+            "created_at": "2026-11-29T02:00:00Z", "updated_at": "2026-11-29T02:00:00Z"
+        }))
+        .expect("a connection");
+        conn.sealed_secret = sealed;
+        conn
+    }
+
+    #[tokio::test]
+    async fn r_con_4_a_warm_container_opens_a_secret_once_and_a_changed_one_at_once() {
+        // GIVEN a service whose sealer counts opens, and a shop's connection
+        let sealer = Arc::new(CountingSealer::default());
+        let svc = Service::new(ServiceParts {
+            settings: Settings::default(),
+            store: Arc::new(store::MemoryStore::new()),
+            sealer: sealer.clone(),
+            queue: Arc::new(store::MemoryQueue::new()),
+            kv_config: KiotVietConfig::for_urls("http://127.0.0.1:9", "http://127.0.0.1:9"),
+            abaha_token: SecretString::from("t".to_string()),
+            admin_token: SecretString::from("a".to_string()),
+            clock: Arc::new(SystemClock),
+        });
+        let one = SecretString::from("one".to_string());
+        let conn = connection(sealer.seal("s1", &one).await.expect("sealed"));
+        // WHEN two jobs of the container open it
+        let (a, slot_a) = svc.open_connection(&conn).await.expect("opened");
+        let (b, slot_b) = svc.open_connection(&conn).await.expect("opened");
+        // THEN the secret was opened once and both share one token slot
+        assert_eq!(sealer.opens.load(Ordering::Relaxed), 1);
+        assert_eq!((a.expose_secret(), b.expose_secret()), ("one", "one"));
+        assert!(Arc::ptr_eq(&slot_a, &slot_b));
+        // WHEN the connection is saved with another secret
+        let two = SecretString::from("two".to_string());
+        let changed = connection(sealer.seal("s1", &two).await.expect("sealed"));
+        let (c, slot_c) = svc.open_connection(&changed).await.expect("opened");
+        // THEN the next job uses the new secret at once, with a token of its own
+        assert_eq!(c.expose_secret(), "two");
+        assert_eq!(sealer.opens.load(Ordering::Relaxed), 2);
+        assert!(!Arc::ptr_eq(&slot_a, &slot_c));
     }
 }

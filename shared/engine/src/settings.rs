@@ -27,7 +27,10 @@ pub struct Settings {
     /// late edit comes back on its own; the window only absorbs clock skew and late commits, and
     /// is longer than the others because an invoice's money matters more than a product's name.
     pub invoice_overlap: Duration,
-    /// A lease outlives a crashed holder by this much at most (R-SYN-3).
+    /// A lease outlives a crashed holder by this much at most (R-SYN-3). Shorter than the
+    /// 15-minute schedule, so that a tick finds the last tick's lease expired and takes it with
+    /// one write (a run's end does not write its lease free); longer than a pull function's
+    /// timeout (5 min), so that a job queued at a run's start needs no lease write of its own.
     pub lease_ttl: Duration,
     /// A pull renews its part's lease every fifth of this while it runs; a holder that missed
     /// that many renewals is dead, and the part is free for the next delivery or run.
@@ -60,7 +63,7 @@ impl Default for Settings {
             get_budget_per_hour: 4000,
             overlap: Duration::from_secs(10 * 60),
             invoice_overlap: Duration::from_secs(60 * 60),
-            lease_ttl: Duration::from_secs(15 * 60),
+            lease_ttl: Duration::from_secs(10 * 60),
             part_lease_ttl: Duration::from_secs(15),
             stall_after: Duration::from_secs(60),
             handover_margin: Duration::from_secs(20),

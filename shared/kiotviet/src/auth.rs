@@ -3,7 +3,7 @@
 //! or put into an error.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mapping::kiotviet::TokenResponse;
@@ -55,6 +55,27 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// Where a client keeps its access token. One per client by default; share one `Arc<TokenSlot>`
+/// between clients of the same credentials to share the token (see
+/// [`KiotVietClient::with_token_slot`]).
+#[derive(Default)]
+pub struct TokenSlot {
+    /// An async mutex: the first caller that finds no valid token fetches it while the others
+    /// wait, so a burst of requests makes one token call.
+    token: tokio::sync::Mutex<Option<CachedToken>>,
+    generation: AtomicU64,
+    /// The fallback token host answered last time: renew there first.
+    prefer_fallback: AtomicBool,
+}
+
+impl fmt::Debug for TokenSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSlot")
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 /// A cached access token. `generation` tells a 401 on an old token from one on the current token,
 /// so that many requests failing together renew it once, not once each.
 #[derive(Clone)]
@@ -81,7 +102,7 @@ fn renew_after(lifetime: Duration) -> Duration {
 impl KiotVietClient {
     /// The current token, fetched (once, whoever else is waiting) when missing or due.
     pub(crate) async fn token(&self) -> Result<CachedToken, KvError> {
-        let mut slot = self.inner.token.lock().await;
+        let mut slot = self.inner.token.token.lock().await;
         if let Some(token) = slot.as_ref()
             && Instant::now() < token.renew_at
         {
@@ -100,7 +121,7 @@ impl KiotVietClient {
 
     /// Forget `generation` after the API refused it (a newer token is kept).
     pub(crate) async fn invalidate_token(&self, generation: u64) {
-        let mut slot = self.inner.token.lock().await;
+        let mut slot = self.inner.token.token.lock().await;
         if slot.as_ref().is_some_and(|t| t.generation == generation) {
             *slot = None;
         }
@@ -114,7 +135,7 @@ impl KiotVietClient {
         if let Some(fallback) = cfg.fallback_token_url.as_deref() {
             urls.push(fallback);
         }
-        if self.inner.prefer_fallback.load(Ordering::Relaxed) {
+        if self.inner.token.prefer_fallback.load(Ordering::Relaxed) {
             urls.reverse();
         }
         let mut refused = None;
@@ -123,6 +144,7 @@ impl KiotVietClient {
                 Ok(token) => {
                     let is_fallback = url != cfg.token_url;
                     self.inner
+                        .token
                         .prefer_fallback
                         .store(is_fallback, Ordering::Relaxed);
                     return Ok(token);
@@ -220,7 +242,7 @@ impl KiotVietClient {
             .and_then(|secs| u64::try_from(secs).ok())
             .filter(|secs| *secs > 0)
             .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
-        let generation = self.inner.token_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let generation = self.inner.token.generation.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(CachedToken {
             value: SecretString::from(answer.access_token),
             generation,

@@ -2,7 +2,7 @@
 //! reads and the writes built on it. List reads live in `list.rs`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::auth::{CachedToken, Credentials};
+use crate::auth::{Credentials, TokenSlot};
 use crate::budget::GetBudget;
 use crate::config::KiotVietConfig;
 use crate::error::KvError;
@@ -37,12 +37,9 @@ pub(crate) struct Inner {
     pub(crate) cfg: Arc<KiotVietConfig>,
     pub(crate) creds: Credentials,
     pub(crate) budget: Arc<dyn GetBudget>,
-    /// An async mutex: the first caller that finds no valid token fetches it while the others wait,
-    /// so a burst of requests makes one token call.
-    pub(crate) token: tokio::sync::Mutex<Option<CachedToken>>,
-    pub(crate) token_generation: AtomicU64,
-    /// The fallback token host answered last time: renew there first.
-    pub(crate) prefer_fallback: AtomicBool,
+    /// The access token; shared with other clients of the same credentials when the caller
+    /// passes one slot to all of them ([`KiotVietClient::with_token_slot`]).
+    pub(crate) token: Arc<TokenSlot>,
     pub(crate) counts: Counts,
 }
 
@@ -337,15 +334,26 @@ impl KiotVietClient {
         creds: Credentials,
         budget: Arc<dyn GetBudget>,
     ) -> Self {
+        Self::with_token_slot(http, cfg, creds, budget, Arc::default())
+    }
+
+    /// A client whose token lives in `slot`: clients given the same slot (and the same
+    /// credentials: the caller keys slots by them) share one token, so a process that serves
+    /// many jobs of one shop asks KiotViet for a token once a day, not once per job.
+    pub fn with_token_slot(
+        http: reqwest::Client,
+        cfg: Arc<KiotVietConfig>,
+        creds: Credentials,
+        budget: Arc<dyn GetBudget>,
+        slot: Arc<TokenSlot>,
+    ) -> Self {
         KiotVietClient {
             inner: Arc::new(Inner {
                 http,
                 cfg,
                 creds,
                 budget,
-                token: tokio::sync::Mutex::new(None),
-                token_generation: AtomicU64::new(0),
-                prefer_fallback: AtomicBool::new(false),
+                token: slot,
                 counts: Counts::default(),
             }),
             deadline: Deadline::NONE,

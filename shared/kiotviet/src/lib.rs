@@ -14,7 +14,7 @@ mod config;
 mod error;
 mod list;
 
-pub use auth::{Credentials, DEFAULT_TOKEN_LIFETIME, FNB_SCOPE, RENEW_MARGIN};
+pub use auth::{Credentials, DEFAULT_TOKEN_LIFETIME, FNB_SCOPE, RENEW_MARGIN, TokenSlot};
 pub use budget::{BudgetExhausted, DEFAULT_GET_BUDGET_PER_HOUR, GetBudget, InProcessBudget};
 pub use client::{ApiCalls, KiotVietClient};
 pub use config::{

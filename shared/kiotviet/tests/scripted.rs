@@ -574,3 +574,37 @@ async fn a_throttle_longer_than_the_cap_is_handed_over_with_its_wait() {
     assert!(started.elapsed() < Duration::from_secs(2), "did not sleep");
     assert_eq!(server.count("GET", "/branches"), 1);
 }
+
+#[tokio::test]
+async fn clients_sharing_a_token_slot_ask_for_one_token_between_them() {
+    // GIVEN a server that issues tokens and lists one branch
+    let server = Scripted::start(|seen, _| {
+        if is_token(seen) {
+            Reply::token()
+        } else {
+            page(1, 1..=1)
+        }
+    });
+    let cfg = Arc::new(config(&server));
+    let slot = Arc::new(kiotviet::TokenSlot::default());
+    let shared = |slot: &Arc<kiotviet::TokenSlot>| {
+        KiotVietClient::with_token_slot(
+            reqwest::Client::new(),
+            cfg.clone(),
+            Credentials::new("testfnb", "client-1", SECRET),
+            Arc::new(InProcessBudget::per_hour(4000)),
+            slot.clone(),
+        )
+    };
+    // WHEN two clients of one slot read, one after the other (two jobs of one process)
+    shared(&slot).branches().await.expect("first job");
+    shared(&slot).branches().await.expect("second job");
+    // THEN KiotViet was asked for one token
+    assert_eq!(server.count("POST", "/connect/token"), 1);
+    // AND a client with a slot of its own (other credentials) asks for its own
+    shared(&Arc::default())
+        .branches()
+        .await
+        .expect("other slot");
+    assert_eq!(server.count("POST", "/connect/token"), 2);
+}

@@ -33,7 +33,7 @@ pub use model::{
 };
 pub use ports::{
     BudgetStore, CheckpointStore, ConnectionStore, CursorStore, IdMapStore, IdempotencyStore,
-    JobQueue, LeaseStore, RUN_LIST_CAP, RunStore, SecretSealer, Store,
+    JobQueue, LeaseStore, RUN_LIST_CAP, RunEnd, RunStore, SecretSealer, Store,
 };
 pub use sqs::SqsQueue;
 pub use token::{hash_token, new_token, token_matches};

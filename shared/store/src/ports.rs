@@ -69,6 +69,16 @@ pub trait CheckpointStore: Send + Sync {
         checkpoint: &Value,
     ) -> Result<(), StoreError>;
     async fn clear_checkpoint(&self, shop: &str, entity: &str) -> Result<(), StoreError>;
+    /// The checkpoint, and the cursor when the adapter read it in the same request (a pull
+    /// needs both when it starts): `Some(cursor)` if it did, `None` if the caller must ask
+    /// [`CursorStore::get_cursor`].
+    async fn get_checkpoint_and_cursor(
+        &self,
+        shop: &str,
+        entity: &str,
+    ) -> Result<(Option<Value>, Option<Option<Cursor>>), StoreError> {
+        Ok((self.get_checkpoint(shop, entity).await?, None))
+    }
 }
 
 /// At most one run per (shop, scope) at a time (R-SYN-3).
@@ -183,6 +193,15 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// The end of a run, written with the last reports of its parts ([`RunStore::put_entity_reports`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    pub state: String,
+    pub finished_at: DateTime<Utc>,
+    /// The run's other parts and the (final) states they were read with.
+    pub others: Vec<(String, String)>,
+}
+
 /// Most entries kept in a run's `manual_actions` and in its `errors`; the rest are counted
 /// (`manual_actions_dropped`, `errors_dropped`) so a huge run cannot outgrow its item.
 pub const RUN_LIST_CAP: usize = 200;
@@ -208,6 +227,41 @@ pub trait RunStore: Send + Sync {
         entity: &str,
         report: &Value,
     ) -> Result<(), StoreError>;
+    /// Sets several entities' sections at once and answers the report as it stands right after
+    /// them, so the caller learns without another read whether every part of the run has ended
+    /// (DynamoDB: one UpdateItem). With `end`, the same write also ends the run, but only if the
+    /// other parts still stand as `end.others` says (else the reports alone are written).
+    /// [`StoreError::NotFound`] for a run never created.
+    async fn put_entity_reports(
+        &self,
+        shop: &str,
+        run_id: &str,
+        reports: &[(String, Value)],
+        end: Option<&RunEnd>,
+    ) -> Result<Value, StoreError> {
+        for (entity, report) in reports {
+            self.put_entity_report(shop, run_id, entity, report).await?;
+        }
+        let not_found = || StoreError::NotFound {
+            what: format!("run {run_id} of shop {shop}"),
+        };
+        let report = self.get_run(shop, run_id).await?.ok_or_else(not_found)?;
+        let Some(end) = end else {
+            return Ok(report);
+        };
+        let stands = end.others.iter().all(|(entity, state)| {
+            report
+                .pointer(&format!("/entities/{entity}/state"))
+                .and_then(Value::as_str)
+                == Some(state.as_str())
+        });
+        if !stands {
+            return Ok(report);
+        }
+        self.set_run_state(shop, run_id, &end.state, Some(end.finished_at))
+            .await?;
+        self.get_run(shop, run_id).await?.ok_or_else(not_found)
+    }
     /// Appends to `manual_actions`, keeping at most [`RUN_LIST_CAP`].
     async fn append_manual_actions(
         &self,
@@ -233,7 +287,8 @@ pub trait RunStore: Send + Sync {
     /// The assembled report: the initial fields, `state`, `finished_at`, `entities`,
     /// `manual_actions`, `errors` (+ `*_dropped` counts when a list hit its cap).
     async fn get_run(&self, shop: &str, run_id: &str) -> Result<Option<Value>, StoreError>;
-    /// The report of the shop's most recently created run.
+    /// The report of the shop's latest run: the most recently created (run ids sort by time, so
+    /// an adapter may take the greatest id).
     async fn latest_run(&self, shop: &str) -> Result<Option<Value>, StoreError>;
 }
 

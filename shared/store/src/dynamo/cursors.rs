@@ -1,18 +1,21 @@
 //! [`CursorStore`] and [`CheckpointStore`] on DynamoDB.
 //!
-//! Cursor item: `pk = "SHOP#{shop}"`, `sk = "CURSOR#{entity}"`, `modified_from` S (RFC 3339, for
-//! people), `modified_from_ns` N (epoch nanoseconds, what the never-backwards condition compares).
-//!
-//! Checkpoint item: `pk = "SHOP#{shop}"`, `sk = "CKPT#{entity}"`, `checkpoint` (the JSON value as a
-//! native DynamoDB value: M, L, S, N, BOOL or NULL).
+//! One item per (shop, entity) holds both: `pk = "SHOP#{shop}"`, `sk = "CURSOR#{entity}"`,
+//! `modified_from` S (RFC 3339, for people) and `modified_from_ns` N (epoch nanoseconds, what the
+//! never-backwards condition compares) when there is a cursor, `checkpoint` (the JSON value as a
+//! native DynamoDB value: M, L, S, N, BOOL or NULL) while a pull is under way. A pull that starts
+//! reads both with one GetItem (issue 16); every write touches only its own attributes.
+//! (`CKPT#{entity}` items of older versions are ignored: a pull then starts from the cursor.)
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use aws_sdk_dynamodb::types::AttributeValue;
+
 use super::{
-    DynamoStore, from_av, get_n, key, n, names, put_condition_failed, s, shop_pk, time_from_ns,
-    time_ns, time_text, to_av, values,
+    DynamoStore, Item, from_av, get_n, key, n, names, s, shop_pk, time_from_ns, time_ns, time_text,
+    to_av, update_condition_failed, values,
 };
 use crate::StoreError;
 use crate::model::Cursor;
@@ -22,13 +25,8 @@ fn cursor_sk(entity: &str) -> String {
     format!("CURSOR#{entity}")
 }
 
-fn checkpoint_sk(entity: &str) -> String {
-    format!("CKPT#{entity}")
-}
-
-#[async_trait]
-impl CursorStore for DynamoStore {
-    async fn get_cursor(&self, shop: &str, entity: &str) -> Result<Option<Cursor>, StoreError> {
+impl DynamoStore {
+    async fn cursor_item(&self, shop: &str, entity: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -38,13 +36,68 @@ impl CursorStore for DynamoStore {
             .send()
             .await
             .map_err(|e| StoreError::aws("dynamodb get_item (cursor)", e))?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let ns: i64 = get_n(&item, "modified_from_ns", "cursor item")?;
-        Ok(Some(Cursor {
-            modified_from: time_from_ns(ns),
-        }))
+        Ok(out.item)
+    }
+
+    /// An UpdateItem of the cursor item; `only_if_present` makes it a no-op on an absent item.
+    #[allow(clippy::too_many_arguments)]
+    async fn update_cursor_item(
+        &self,
+        shop: &str,
+        entity: &str,
+        op: &'static str,
+        expression: &str,
+        names_: &[(&str, &str)],
+        values_: Vec<(&str, AttributeValue)>,
+        only_if_present: bool,
+    ) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(shop_pk(shop), cursor_sk(entity))))
+            .update_expression(expression);
+        for (k, v) in names_ {
+            update = update.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values_ {
+            update = update.expression_attribute_values(k, v);
+        }
+        if only_if_present {
+            update = update
+                .condition_expression("attribute_exists(#pk)")
+                .expression_attribute_names("#pk", "pk");
+        }
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => update_condition_failed(op, e).map(|_| ()),
+        }
+    }
+}
+
+fn cursor_of(item: &Item) -> Result<Option<Cursor>, StoreError> {
+    if !item.contains_key("modified_from_ns") {
+        return Ok(None);
+    }
+    let ns: i64 = get_n(item, "modified_from_ns", "cursor item")?;
+    Ok(Some(Cursor {
+        modified_from: time_from_ns(ns),
+    }))
+}
+
+fn checkpoint_of(item: &mut Item) -> Result<Option<Value>, StoreError> {
+    item.remove("checkpoint")
+        .map(|av| from_av(av, "checkpoint"))
+        .transpose()
+}
+
+#[async_trait]
+impl CursorStore for DynamoStore {
+    async fn get_cursor(&self, shop: &str, entity: &str) -> Result<Option<Cursor>, StoreError> {
+        match self.cursor_item(shop, entity).await? {
+            Some(item) => cursor_of(&item),
+            None => Ok(None),
+        }
     }
 
     async fn advance_cursor(
@@ -53,56 +106,50 @@ impl CursorStore for DynamoStore {
         entity: &str,
         to: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut item = key(shop_pk(shop), cursor_sk(entity));
-        item.insert("modified_from".into(), s(time_text(to)));
-        item.insert("modified_from_ns".into(), n(time_ns(to)));
         let result = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk) OR #at <= :to")
+            .set_key(Some(key(shop_pk(shop), cursor_sk(entity))))
+            .update_expression("SET #text = :text, #at = :to")
+            .condition_expression("attribute_not_exists(#at) OR #at <= :to")
             .set_expression_attribute_names(Some(names([
-                ("#pk", "pk"),
+                ("#text", "modified_from"),
                 ("#at", "modified_from_ns"),
             ])))
-            .set_expression_attribute_values(Some(values([(":to", n(time_ns(to)))])))
+            .set_expression_attribute_values(Some(values([
+                (":text", s(time_text(to))),
+                (":to", n(time_ns(to))),
+            ])))
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) => put_condition_failed("dynamodb put_item (cursor)", e).map(|_| false),
+            Err(e) => update_condition_failed("dynamodb update_item (cursor)", e).map(|_| false),
         }
     }
 
     async fn reset_cursor(&self, shop: &str, entity: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(shop_pk(shop), cursor_sk(entity))))
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("dynamodb delete_item (cursor)", e))?;
-        Ok(())
+        self.update_cursor_item(
+            shop,
+            entity,
+            "dynamodb update_item (cursor reset)",
+            "REMOVE #text, #at",
+            &[("#text", "modified_from"), ("#at", "modified_from_ns")],
+            Vec::new(),
+            true,
+        )
+        .await
     }
 }
 
 #[async_trait]
 impl CheckpointStore for DynamoStore {
     async fn get_checkpoint(&self, shop: &str, entity: &str) -> Result<Option<Value>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(shop_pk(shop), checkpoint_sk(entity))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("dynamodb get_item (checkpoint)", e))?;
-        out.item
-            .and_then(|mut item| item.remove("checkpoint"))
-            .map(|av| from_av(av, "checkpoint item"))
-            .transpose()
+        match self.cursor_item(shop, entity).await? {
+            Some(mut item) => checkpoint_of(&mut item),
+            None => Ok(None),
+        }
     }
 
     async fn put_checkpoint(
@@ -111,26 +158,42 @@ impl CheckpointStore for DynamoStore {
         entity: &str,
         checkpoint: &Value,
     ) -> Result<(), StoreError> {
-        let mut item = key(shop_pk(shop), checkpoint_sk(entity));
-        item.insert("checkpoint".into(), to_av(checkpoint, "checkpoint")?);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("dynamodb put_item (checkpoint)", e))?;
-        Ok(())
+        self.update_cursor_item(
+            shop,
+            entity,
+            "dynamodb update_item (checkpoint)",
+            "SET #ck = :ck",
+            &[("#ck", "checkpoint")],
+            vec![(":ck", to_av(checkpoint, "checkpoint")?)],
+            false,
+        )
+        .await
     }
 
     async fn clear_checkpoint(&self, shop: &str, entity: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(shop_pk(shop), checkpoint_sk(entity))))
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("dynamodb delete_item (checkpoint)", e))?;
-        Ok(())
+        self.update_cursor_item(
+            shop,
+            entity,
+            "dynamodb update_item (checkpoint clear)",
+            "REMOVE #ck",
+            &[("#ck", "checkpoint")],
+            Vec::new(),
+            true,
+        )
+        .await
+    }
+
+    async fn get_checkpoint_and_cursor(
+        &self,
+        shop: &str,
+        entity: &str,
+    ) -> Result<(Option<Value>, Option<Option<Cursor>>), StoreError> {
+        match self.cursor_item(shop, entity).await? {
+            Some(mut item) => {
+                let cursor = cursor_of(&item)?;
+                Ok((checkpoint_of(&mut item)?, Some(cursor)))
+            }
+            None => Ok((None, Some(None))),
+        }
     }
 }

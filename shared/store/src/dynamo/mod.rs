@@ -7,11 +7,11 @@
 //! | port | `pk` | `sk` |
 //! |---|---|---|
 //! | [`connections`] | `CONNECTIONS` | `{shop}` |
-//! | [`cursors`] | `SHOP#{shop}` | `CURSOR#{entity}` / `CKPT#{entity}` |
+//! | [`cursors`] | `SHOP#{shop}` | `CURSOR#{entity}` (cursor and checkpoint in one item) |
 //! | [`leases`] | `SHOP#{shop}` | `LEASE#{scope}` |
 //! | [`id_map`] | `SHOP#{shop}` | `MAP#{kind}#KV#{kiotviet_id}` / `MAP#{kind}#AB#{abaha_id}` |
 //! | [`idempotency`] | `SHOP#{shop}` | `IDEM#{key}` |
-//! | [`runs`] | `SHOP#{shop}` | `RUN#{run_id}` / `RUNLATEST` |
+//! | [`runs`] | `SHOP#{shop}` | `RUN#{run_id}` (the greatest id is the latest run) |
 //! | [`budget`] | `BUDGET#{retailer}` | `{window start, RFC 3339}` |
 //!
 //! DynamoDB SDK types stay in this module tree.

@@ -5,31 +5,33 @@
 //! `E#{entity}` per entity report, `manual_actions` L and `errors` L (at most [`RUN_LIST_CAP`]
 //! each), `manual_actions_dropped` N and `errors_dropped` N (what the caps turned away),
 //! `expires_at` N (TTL: 90 days after creation).
-//! Latest pointer: `pk = "SHOP#{shop}"`, `sk = "RUNLATEST"`, `run_id` S.
+//! The latest run is the one with the greatest run id (run ids sort by time): one Query, newest
+//! first, limit 1. There is no pointer item to write on every run (issue 16); `RUNLATEST` items
+//! that older versions wrote are left alone.
 //!
 //! Functions of one run (catalog pull, customer pull …) update it at the same time, so every
 //! update touches only its own attributes with UpdateItem; nothing reads, changes and writes back
 //! the whole report.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
 use super::{
-    DynamoStore, Item, from_av, get_s, is_expired, key, n, names, put_condition_failed, s, shop_pk,
-    time_text, to_av, update_condition_failed,
+    DynamoStore, Item, from_av, is_expired, key, n, names, put_condition_failed, s, shop_pk,
+    time_text, to_av, update_condition_failed, values,
 };
 use crate::StoreError;
-use crate::ports::{RUN_LIST_CAP, RunStore};
+use crate::ports::{RUN_LIST_CAP, RunEnd, RunStore};
 
 /// How long run reports are kept.
 pub const RUN_TTL: Duration = Duration::days(90);
 const ENTITY_PREFIX: &str = "E#";
-const LATEST_SK: &str = "RUNLATEST";
+const RUN_PREFIX: &str = "RUN#";
 
 fn run_sk(run_id: &str) -> String {
-    format!("RUN#{run_id}")
+    format!("{RUN_PREFIX}{run_id}")
 }
 
 fn not_found(shop: &str, run_id: &str) -> StoreError {
@@ -279,15 +281,6 @@ impl RunStore for DynamoStore {
             put_condition_failed("dynamodb put_item (run)", e)?;
             return Ok(false);
         }
-        let mut latest = key(shop_pk(shop), LATEST_SK);
-        latest.insert("run_id".into(), s(run_id));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(latest))
-            .send()
-            .await
-            .map_err(|e| StoreError::aws("dynamodb put_item (latest run)", e))?;
         Ok(true)
     }
 
@@ -307,6 +300,82 @@ impl RunStore for DynamoStore {
             vec![(":report".into(), to_av(report, "run entity report")?)],
         )
         .await
+    }
+
+    async fn put_entity_reports(
+        &self,
+        shop: &str,
+        run_id: &str,
+        reports: &[(String, Value)],
+        end: Option<&RunEnd>,
+    ) -> Result<Value, StoreError> {
+        if reports.is_empty() {
+            return self
+                .get_run(shop, run_id)
+                .await?
+                .ok_or_else(|| not_found(shop, run_id));
+        }
+        let update = |end: Option<&RunEnd>| -> Result<_, StoreError> {
+            let mut set = Vec::with_capacity(reports.len() + 2);
+            let mut condition = String::from("attribute_exists(#pk)");
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(shop_pk(shop), run_sk(run_id))))
+                .expression_attribute_names("#pk", "pk")
+                .return_values(ReturnValue::AllNew);
+            for (i, (entity, report)) in reports.iter().enumerate() {
+                set.push(format!("#e{i} = :r{i}"));
+                update = update
+                    .expression_attribute_names(
+                        format!("#e{i}"),
+                        format!("{ENTITY_PREFIX}{entity}"),
+                    )
+                    .expression_attribute_values(
+                        format!(":r{i}"),
+                        to_av(report, "run entity report")?,
+                    );
+            }
+            if let Some(end) = end {
+                set.push("#state = :state, #finished = :finished".into());
+                update = update
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_names("#finished", "finished_at")
+                    .expression_attribute_values(":state", s(&end.state))
+                    .expression_attribute_values(":finished", s(time_text(end.finished_at)));
+                for (i, (entity, state)) in end.others.iter().enumerate() {
+                    condition.push_str(&format!(" AND #o{i}.#state = :o{i}"));
+                    update = update
+                        .expression_attribute_names(
+                            format!("#o{i}"),
+                            format!("{ENTITY_PREFIX}{entity}"),
+                        )
+                        .expression_attribute_values(format!(":o{i}"), s(state));
+                }
+            }
+            Ok(update
+                .update_expression(format!("SET {}", set.join(", ")))
+                .condition_expression(condition))
+        };
+        match update(end)?.send().await {
+            Ok(out) => return assemble(out.attributes.unwrap_or_default()),
+            Err(e) => {
+                update_condition_failed("dynamodb update_item (run entities)", e)?;
+            }
+        }
+        // The condition failed: the run is gone, or (with `end`) another part moved since it was
+        // read. Then the reports go alone, and the caller ends the run from the answer.
+        if end.is_none() {
+            return Err(not_found(shop, run_id));
+        }
+        match update(None)?.send().await {
+            Ok(out) => assemble(out.attributes.unwrap_or_default()),
+            Err(e) => {
+                update_condition_failed("dynamodb update_item (run entities)", e)?;
+                Err(not_found(shop, run_id))
+            }
+        }
     }
 
     async fn append_manual_actions(
@@ -368,17 +437,28 @@ impl RunStore for DynamoStore {
     async fn latest_run(&self, shop: &str) -> Result<Option<Value>, StoreError> {
         let out = self
             .client
-            .get_item()
+            .query()
             .table_name(&self.table)
-            .set_key(Some(key(shop_pk(shop), LATEST_SK)))
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :run)")
+            .set_expression_attribute_names(Some(names([("#pk", "pk"), ("#sk", "sk")])))
+            .set_expression_attribute_values(Some(values([
+                (":pk", s(shop_pk(shop))),
+                (":run", s(RUN_PREFIX)),
+            ])))
+            .scan_index_forward(false)
+            .limit(1)
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::aws("dynamodb get_item (latest run)", e))?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let run_id = get_s(&item, "run_id", "latest run item")?.to_owned();
-        self.get_run(shop, &run_id).await
+            .map_err(|e| StoreError::aws("dynamodb query (latest run)", e))?;
+        // Wall clock, as in `read_run`: past its retention, the newest run is gone, and so is
+        // every older one.
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .filter(|item| !is_expired(item, Utc::now()))
+            .map(assemble)
+            .transpose()
     }
 }

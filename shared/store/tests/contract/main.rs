@@ -97,6 +97,8 @@ store_contract!(
     r_ord_5_a_recorded_attempt_survives_expiry_and_release_until_resolved,
     r_ord_5_a_holder_that_lost_its_claim_writes_nothing,
     r_syn_4_id_links_both_ways_in_batches,
+    r_syn_5_several_parts_report_at_once_and_see_the_run_after,
+    r_syn_2_cursor_and_checkpoint_change_apart_and_read_together,
 );
 
 /// Like `store_contract!`, for suites whose callers run at the same time: concurrently against

@@ -11,7 +11,7 @@ use std::future::Future;
 use store::{
     BudgetAnswer, BudgetStore, CheckpointStore, Claim, Connection, ConnectionStore, CursorStore,
     IdKind, IdLink, IdMapStore, IdempotencyStore, JobQueue, LeaseAnswer, LeaseStore, QueueUrls,
-    RUN_LIST_CAP, RunStore, SealedSecret, SecretSealer, StoreError, Switches,
+    RUN_LIST_CAP, RunStore, SealedSecret, SecretSealer, Store, StoreError, Switches,
 };
 
 /// How a suite issues the calls that real callers make at the same time.
@@ -1325,4 +1325,165 @@ pub async fn r_syn_7_a_job_failing_too_often_moves_to_the_dead_letter_queue(
         .delete(&urls.dlq_url, &dead[0].receipt)
         .await
         .expect("delete");
+}
+
+pub async fn r_syn_5_several_parts_report_at_once_and_see_the_run_after(store: &dyn RunStore) {
+    // GIVEN a run of three parts, one of which has ended
+    let initial = json!({"run_id": "run-3", "state": "queued", "entities": {
+        "categories": {"state": "queued"}, "products": {"state": "queued"},
+        "customers": {"state": "succeeded"}}});
+    assert!(
+        store
+            .create_run("shop", "run-3", &initial)
+            .await
+            .expect("create")
+    );
+    // WHEN the catalog job reports both its parts in one call
+    let reports = vec![
+        (
+            "categories".to_string(),
+            json!({"state": "succeeded", "created": 2}),
+        ),
+        (
+            "products".to_string(),
+            json!({"state": "partial", "failed": 1}),
+        ),
+    ];
+    let after = store
+        .put_entity_reports("shop", "run-3", &reports, None)
+        .await
+        .expect("reported");
+    // THEN the answer is the whole report right after the write, every part in it
+    assert_eq!(after["run_id"], "run-3");
+    assert_eq!(after["entities"]["categories"]["created"], 2);
+    assert_eq!(after["entities"]["products"]["state"], "partial");
+    assert_eq!(after["entities"]["customers"]["state"], "succeeded");
+    assert_eq!(
+        store
+            .get_run("shop", "run-3")
+            .await
+            .expect("get")
+            .expect("present")["entities"],
+        after["entities"]
+    );
+    // AND a run never created is an error, not a new item
+    let err = store
+        .put_entity_reports("shop", "nope", &reports, None)
+        .await
+        .expect_err("unknown run");
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    assert_eq!(after["state"], "queued");
+
+    // WHEN the last part reports with the run's end, but names another part's state wrongly
+    let at = now();
+    let last = vec![(
+        "customers".to_string(),
+        json!({"state": "succeeded", "created": 1}),
+    )];
+    let wrong = store::RunEnd {
+        state: "partial".into(),
+        finished_at: at,
+        others: vec![("products".into(), "succeeded".into())],
+    };
+    let after = store
+        .put_entity_reports("shop", "run-3", &last, Some(&wrong))
+        .await
+        .expect("reported");
+    // THEN the report is written and the run is not ended
+    assert_eq!(after["entities"]["customers"]["created"], 1);
+    assert_eq!(after["state"], "queued");
+    // WHEN it names them as they stand THEN the same write ends the run
+    let right = store::RunEnd {
+        others: vec![
+            ("categories".into(), "succeeded".into()),
+            ("products".into(), "partial".into()),
+        ],
+        ..wrong
+    };
+    let after = store
+        .put_entity_reports("shop", "run-3", &last, Some(&right))
+        .await
+        .expect("reported");
+    assert_eq!(after["state"], "partial");
+    let finished: DateTime<Utc> = after["finished_at"]
+        .as_str()
+        .expect("finished_at")
+        .parse()
+        .expect("rfc3339");
+    assert_eq!(finished, at);
+}
+
+pub async fn r_syn_2_cursor_and_checkpoint_change_apart_and_read_together(store: &dyn Store) {
+    let t1 = now();
+    // GIVEN a cursor and a checkpoint of one entity
+    assert!(
+        store
+            .advance_cursor("shop", "invoices", t1)
+            .await
+            .expect("advance")
+    );
+    store
+        .put_checkpoint("shop", "invoices", &json!({"position": 100}))
+        .await
+        .expect("put");
+    // WHEN a pull starts THEN it reads both (in one request where the adapter can)
+    let (ck, cursor) = store
+        .get_checkpoint_and_cursor("shop", "invoices")
+        .await
+        .expect("read");
+    assert_eq!(ck, Some(json!({"position": 100})));
+    if let Some(cursor) = cursor {
+        assert_eq!(cursor.map(|c| c.modified_from), Some(t1));
+    }
+    // WHEN the cursor moves THEN the checkpoint stays, and clearing the checkpoint keeps the cursor
+    let t2 = t1 + Duration::seconds(1);
+    assert!(
+        store
+            .advance_cursor("shop", "invoices", t2)
+            .await
+            .expect("advance")
+    );
+    assert_eq!(
+        store.get_checkpoint("shop", "invoices").await.expect("get"),
+        Some(json!({"position": 100}))
+    );
+    store
+        .clear_checkpoint("shop", "invoices")
+        .await
+        .expect("clear");
+    assert_eq!(
+        store
+            .get_cursor("shop", "invoices")
+            .await
+            .expect("get")
+            .map(|c| c.modified_from),
+        Some(t2)
+    );
+    // AND a reset cursor leaves a new checkpoint alone; neither exists for another entity
+    store
+        .put_checkpoint("shop", "invoices", &json!({"position": 7}))
+        .await
+        .expect("put");
+    store.reset_cursor("shop", "invoices").await.expect("reset");
+    assert_eq!(
+        store.get_cursor("shop", "invoices").await.expect("get"),
+        None
+    );
+    assert_eq!(
+        store.get_checkpoint("shop", "invoices").await.expect("get"),
+        Some(json!({"position": 7}))
+    );
+    let (ck, cursor) = store
+        .get_checkpoint_and_cursor("shop", "products")
+        .await
+        .expect("read");
+    assert_eq!(ck, None);
+    assert!(cursor.is_none_or(|c| c.is_none()));
+    // AND a cursor can be set again after a reset (the item is still there)
+    assert!(
+        store
+            .advance_cursor("shop", "invoices", t1)
+            .await
+            .expect("advance")
+    );
 }
