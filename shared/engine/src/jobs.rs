@@ -575,6 +575,21 @@ mod tests {
         settings.queues.customers = queue.ensure_queue("customers", "customers-dlq", 5).url;
         let svc = Service::in_memory(settings, queue.clone());
         svc.store.put_connection(&connection("s1")).await.unwrap();
+        let initial = serde_json::json!({"run_id": "run-1", "state": "running", "full": false,
+            "entities": {"customers": {"state": "queued"}}, "manual_actions": [], "errors": []});
+        svc.store.create_run("s1", "run-1", &initial).await.unwrap();
+        // AND that delivery has made progress (its checkpoint): a redelivery would resume it.
+        // (A redelivery of a pull that has not written yet reads on until its first write, where
+        // it finds the part held in the same way: part leases are taken lazily.)
+        let tally = serde_json::json!({"state": "running", "created": 0, "updated": 0,
+            "unchanged": 0, "failed": 0, "skipped": {}, "api_calls": 1, "removed_in_kiotviet": 0,
+            "read": 100});
+        let checkpoint = serde_json::json!({"run_id": "run-1", "started_at": chrono::Utc::now(),
+            "from": null, "position": 100, "tally": tally});
+        svc.store
+            .put_checkpoint("s1", "customers", &checkpoint)
+            .await
+            .unwrap();
         let mut first = SyncJob::new("s1", "run-1", false);
         first.entities = vec![Entity::Customers];
         first.invocation = "first".into();
@@ -602,12 +617,10 @@ mod tests {
                 .await
                 .unwrap()
         );
-        assert!(
-            svc.store
-                .get_checkpoint("s1", "customers")
-                .await
-                .unwrap()
-                .is_none()
+        assert_eq!(
+            svc.store.get_checkpoint("s1", "customers").await.unwrap(),
+            Some(checkpoint),
+            "the checkpoint is the first delivery's, untouched"
         );
         let url = svc.settings.queues.customers.clone();
         assert_eq!(queue.len(&url), 1);

@@ -305,7 +305,7 @@ mod tests {
             "entities": {"customers": {"state": "running", "read": 100}},
             "manual_actions": [], "errors": []});
         svc.store.create_run("s1", "run-1", &initial).await.unwrap();
-        let ttl = chrono::Duration::minutes(15);
+        let ttl = chrono::Duration::from_std(svc.settings.lease_ttl).unwrap();
         let until = now() + ttl - chrono::Duration::seconds(61);
         // WHEN a part is still held by a live delivery THEN nothing is resumed
         svc.store
