@@ -2,6 +2,7 @@
 //! own process behind the local Lambda Runtime API (epoch deadlines from the template's Timeout,
 //! killed past it), fed by SQS event-source mappings and an HTTP API built from template.yaml
 //! (`local_stack::deployed`), on moto and the sandboxes. No engine code runs in the test process.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;

@@ -1,4 +1,5 @@
 //! Abaha Sync API sandbox, as the service's Abaha client would meet it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 use reqwest::StatusCode;
 use sandbox::Faults;

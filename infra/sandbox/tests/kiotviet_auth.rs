@@ -1,4 +1,5 @@
 //! Token endpoint, bearer tokens, the Retailer header and the GET quota.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 mod common;
 

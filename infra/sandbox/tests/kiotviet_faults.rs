@@ -1,4 +1,5 @@
 //! Injected faults: 5xx and 429 rates, Retry-After, latency, token expiry every n requests.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 mod common;
 

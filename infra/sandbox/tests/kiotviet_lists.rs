@@ -1,4 +1,5 @@
 //! List endpoints: paging, ordering, lastModifiedFrom, removed ids, and the shape of records.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 mod common;
 

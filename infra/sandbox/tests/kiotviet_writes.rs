@@ -1,4 +1,5 @@
 //! POST /orders, invoicing an order, customer writes, webhooks — and the admin routes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! R-CON-4: the client's debug logs name requests, never the client secret or the access token.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 mod support;
 

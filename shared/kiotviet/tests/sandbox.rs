@@ -1,6 +1,7 @@
 //! The client against the in-process KiotViet FnB simulator (`infra/sandbox`): token caching and
 //! renewal, credentials and retailer errors, paging, removed ids, datetimes, throttling, 5xx,
 //! deadline, budget, price books and the order POST.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

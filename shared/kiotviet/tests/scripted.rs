@@ -1,5 +1,6 @@
 //! The client against a scripted server: exact requests and the edge cases of KiotViet's answers
 //! that the sandbox does not produce on demand.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The reference's example bodies (tests/fixtures/, copied from reference/kiotviet-fnb-api.md and
 //! CONTRACTS.md) read with the crate's types, and the rules applied to them end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 use std::collections::BTreeSet;
 

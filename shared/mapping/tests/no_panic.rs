@@ -1,5 +1,6 @@
 //! Arbitrary input never panics: datetime strings, and arbitrary JSON fed to every decoder and
 //! then to the rules. Data we do not control must end as a named error, never a crashed Lambda.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 use chrono::{DateTime, Utc};
 use mapping::api::{AbahaCustomer, AbahaOrder};

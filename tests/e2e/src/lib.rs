@@ -5,6 +5,8 @@
 //! queues and key with a random tag, so tests run in parallel without meeting. Without
 //! `MOTO_ENDPOINT` the tests skip with a notice, unless `REQUIRE_MOTO` is set (CI), where a missing
 //! moto is a failure rather than a silent pass.
+// Test support: a failed unwrap here is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 

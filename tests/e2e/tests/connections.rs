@@ -1,5 +1,6 @@
 //! Connections and the service API's guards, end to end: local stack on moto + KiotViet sandbox.
 //! R-CON-1…4, CONTRACTS §1 error codes, 401/403, and the secret never leaving its seal.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 use e2e_tests::{Api, StackOptions, connect, connection_body, start};
 use serde_json::json;

@@ -6,6 +6,7 @@
 //! twin stack over the very same seeded data (same seed, same frozen clock, same changes), or the
 //! KiotViet simulator's own records. Faults are seeded; the interleaving of concurrent requests is
 //! not, so every assertion holds for any interleaving. R-SYN-2, R-SYN-5, R-SYN-6, R-ORD-5.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! What an idle scheduled tick costs and leaves behind (issue 16), end to end: tokens and secrets
 //! kept per process, and the writes an idle run makes. R-SYN-1…3, R-SYN-5, R-SYN-6, R-CON-4.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 use e2e_tests::{Api, StackOptions, connect, connection_body, start, sync};
 use secrecy::SecretString;

@@ -3,6 +3,7 @@
 //! Without moto: the documents are whole, the guard fails on a renamed field, the mapping crate's
 //! wire types serialize into both documents, and the Abaha sandbox answers as documented.
 //! With moto: a full sync and both pushes stay inside both documents, end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 use chrono::{DateTime, NaiveDate};
 use e2e_tests::contract::{Contract, abaha_sync_api, check_abaha_writes, escape, service_api};

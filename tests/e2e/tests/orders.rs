@@ -1,6 +1,7 @@
 //! Order push Abaha → KiotViet FnB, end to end (R-ORD-1…8, R-CUS-2): local stack on moto, the
 //! KiotViet sandbox as the till. Every test counts what reached the sandbox, not only what the
 //! service answered.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 mod support;
 

@@ -12,6 +12,7 @@
 //! (default 40, DynamoDB adapter on moto) set how many schedules run; `PUSH_MODEL_SEED` the first
 //! seed. A failure prints the seed and the schedule, so it can be replayed alone:
 //! `PUSH_MODEL_SEED=137 PUSH_MODEL_SCHEDULES=1 cargo nextest run -p e2e-tests --test push_model`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! no log line (every event of every crate, at TRACE, as text and as JSON), in no answer of the
 //! service API (bodies and headers) and in no run report — through a connection save, a refused
 //! save, an update, a full sync, a token renewal, an order push, a customer push and a disconnect.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -4,6 +4,7 @@
 //! `product(id)`, `customer(id)` …), never with hard-coded numbers, and the expectations below are
 //! written from CONTRACTS §2 by hand — not with the mapping crate, whose bugs they must catch.
 //! R-SYN-1…5, R-SYN-7, R-CAT-1, R-PRD-1…5, R-CUS-1, R-CON-6.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

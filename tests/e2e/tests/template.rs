@@ -1,5 +1,6 @@
 //! template.yaml holds what AWS runs (issue 15): each finding about the deployed topology is a
 //! rule here, read from the template itself, so a later edit cannot quietly undo it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 use local_stack::template::{Expr, Template, Trigger};
 use serde_yaml_ng::Value;

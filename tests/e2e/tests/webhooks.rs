@@ -3,6 +3,7 @@
 //!
 //! Tests that must see what was queued run without the queue pollers (`no_workers`) and drain the
 //! catalog queue by hand; the others let the pollers apply jobs as on AWS.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 use std::future::Future;
 use std::time::{Duration, Instant};

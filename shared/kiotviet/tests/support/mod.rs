@@ -3,7 +3,8 @@
 //!
 //! Plain `std::net` on threads: one connection per request (`Connection: close`), every request
 //! recorded, each answered by the test's handler.
-
+// Test support: a failed unwrap here is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,6 +1,7 @@
 //! Every port's contract (`suites`) against the in-memory fakes and against the AWS adapters on a
 //! moto server. Set `MOTO_ENDPOINT` (e.g. `http://127.0.0.1:5599`) to run the moto half; without
 //! it those tests print a notice and pass, unless `REQUIRE_MOTO` is set (CI): then they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 mod suites;
 
