@@ -35,8 +35,7 @@ MOTO_ENDPOINT="$(infra/moto.sh start)"
 export MOTO_ENDPOINT
 trap 'infra/moto.sh stop' EXIT
 echo "moto at $MOTO_ENDPOINT"
-# Tests that need it fail loudly without it (REQUIRE_MOTO), instead of skipping silently.
-export REQUIRE_MOTO=1
+# Tests that need moto fail without it (store::testing::moto_or_skip), never pass silently.
 
 # Last, so that the test runner's own summary closes the output.
 step "unit + end-to-end tests"

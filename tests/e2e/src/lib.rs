@@ -3,8 +3,8 @@
 //!
 //! moto is started once by the test command (`MOTO_ENDPOINT`); each test suffixes its table,
 //! queues and key with a random tag, so tests run in parallel without meeting. Without
-//! `MOTO_ENDPOINT` the tests skip with a notice, unless `REQUIRE_MOTO` is set (CI), where a missing
-//! moto is a failure rather than a silent pass.
+//! `MOTO_ENDPOINT` a test fails and says how to run it (never a silent pass); `SKIP_MOTO_TESTS=1`
+//! skips them instead, each saying so.
 // Test support: a failed unwrap here is a failed test, with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,20 +17,7 @@ pub mod contract;
 
 /// The moto endpoint for this test run, or None (the caller returns early) when absent.
 pub fn moto() -> Option<String> {
-    match std::env::var("MOTO_ENDPOINT")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
-        Some(url) => Some(url),
-        None => {
-            assert!(
-                std::env::var("REQUIRE_MOTO").is_err(),
-                "MOTO_ENDPOINT is not set but REQUIRE_MOTO is: start moto (infra/moto.sh start) first"
-            );
-            eprintln!("skipped: MOTO_ENDPOINT is not set (run through `make test`)");
-            None
-        }
-    }
+    store::testing::moto_or_skip("an end-to-end test")
 }
 
 /// A fresh stack on moto with in-process sandboxes and an ephemeral API port.

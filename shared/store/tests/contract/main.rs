@@ -1,6 +1,6 @@
 //! Every port's contract (`suites`) against the in-memory fakes and against the AWS adapters on a
 //! moto server. Set `MOTO_ENDPOINT` (e.g. `http://127.0.0.1:5599`) to run the moto half; without
-//! it those tests print a notice and pass, unless `REQUIRE_MOTO` is set (CI): then they fail.
+//! it those tests fail and say how to run them, or skip (saying so) with `SKIP_MOTO_TESTS=1`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed test
 
 mod suites;
@@ -9,21 +9,12 @@ use suites::Calls;
 
 use aws_config::SdkConfig;
 use store::provision::{ensure_key, ensure_queue, ensure_table};
-use store::testing::{moto_config, moto_endpoint, unique_name};
+use store::testing::{moto_config, moto_or_skip, unique_name};
 use store::{DynamoStore, KmsSealer, MemoryQueue, MemorySealer, MemoryStore, QueueUrls, SqsQueue};
 
 async fn moto() -> Option<SdkConfig> {
-    match moto_endpoint() {
-        Some(endpoint) => Some(moto_config(&endpoint).await),
-        None => {
-            assert!(
-                std::env::var_os("REQUIRE_MOTO").is_none(),
-                "MOTO_ENDPOINT is not set but REQUIRE_MOTO is: start moto (infra/moto.sh start) first"
-            );
-            eprintln!("MOTO_ENDPOINT is not set: skipping a test against moto");
-            None
-        }
-    }
+    let endpoint = moto_or_skip("a store contract test against moto")?;
+    Some(moto_config(&endpoint).await)
 }
 
 /// A DynamoStore on a fresh table of its own, listing in pages of 3 to exercise paging.
