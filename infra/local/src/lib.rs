@@ -242,7 +242,7 @@ impl Stack {
 
         let mut settings = match opts.settings.clone() {
             Some(s) => s,
-            None => Settings::from_env().map_err(StackError::Config)?,
+            None => Settings::from_env().map_err(|e| StackError::Config(e.to_string()))?,
         };
         let sfx = &opts.name_suffix;
         settings.table_name = format!("{}{}", settings.table_name, sfx);

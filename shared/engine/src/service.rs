@@ -50,6 +50,15 @@ struct Opened {
     token: Arc<TokenSlot>,
 }
 
+/// Why a function could not start: every invocation of it would fail the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::settings::ConfigError),
+    #[error("{name}: {message}")]
+    Secret { name: &'static str, message: String },
+}
+
 /// The parts a [`Service`] is assembled from (tests and the local stack pass fakes or local servers).
 pub struct ServiceParts {
     pub settings: Settings,
@@ -92,28 +101,33 @@ impl Service {
         }
     }
 
-    /// Builds the service from the environment (CONTRACTS.md §3) with the AWS adapters.
-    pub async fn from_env() -> Result<Self, String> {
+    /// Builds a deployed function's service from its environment (CONTRACTS.md §3) with the AWS
+    /// adapters; the table and queues must be named.
+    pub async fn from_env() -> Result<Self, StartError> {
         Self::from_env_with(true).await
     }
 
     /// As [`Service::from_env`], for a function that never writes to Abaha (the dispatcher): it
     /// neither reads the Abaha token nor is granted access to it.
-    pub async fn from_env_without_abaha() -> Result<Self, String> {
+    pub async fn from_env_without_abaha() -> Result<Self, StartError> {
         Self::from_env_with(false).await
     }
 
-    async fn from_env_with(needs_abaha: bool) -> Result<Self, String> {
-        let settings = Settings::from_env()?;
+    async fn from_env_with(needs_abaha: bool) -> Result<Self, StartError> {
+        let settings = Settings::deployed_from_env()?;
         let aws = store::aws_config().await;
         let ssm = aws_sdk_ssm::Client::new(&aws);
         let dynamo = aws_sdk_dynamodb::Client::new(&aws);
         let kms = aws_sdk_kms::Client::new(&aws);
         let sqs = aws_sdk_sqs::Client::new(&aws);
-        let key_id =
-            std::env::var("KMS_KEY_ID").unwrap_or_else(|_| "alias/kiotviet-fnb-sync".into());
+        let key_id = settings.kms_key_id.clone();
         let abaha_token = if needs_abaha {
-            secret_from_env("ABAHA_API_TOKEN", Some(&ssm)).await?
+            secret_from_env("ABAHA_API_TOKEN", Some(&ssm))
+                .await
+                .map_err(|message| StartError::Secret {
+                    name: "ABAHA_API_TOKEN",
+                    message,
+                })?
         } else {
             SecretString::from(String::new())
         };

@@ -48,6 +48,8 @@ pub struct Settings {
     pub webhook_base_url: Option<String>,
     /// KiotViet GETs one shop may have in flight at once within one process (`KIOTVIET_CONCURRENCY`).
     pub kiotviet_concurrency: usize,
+    /// The KMS key that seals client secrets (`KMS_KEY_ID`).
+    pub kms_key_id: String,
     /// Every service-API call answers within this (`API_DEADLINE_SECS`, default 25): API
     /// Gateway cuts a call at 30 s and the api function's timeout is 29 s, so what KiotViet has
     /// not answered by then is answered for it (`kiotviet_unavailable`, with `Retry-After`).
@@ -72,81 +74,123 @@ impl Default for Settings {
             webhook_base_url: None,
             kiotviet_concurrency: 4,
             api_deadline: Duration::from_secs(25),
+            kms_key_id: "alias/kiotviet-fnb-sync".into(),
         }
     }
 }
 
+/// A setting that is missing or cannot be read: which variable, and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not set; a deployed function needs it (template.yaml sets it)")]
+    Missing { name: &'static str },
+    #[error("{name} must be {expected}, got {value:?}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
 impl Settings {
-    /// Reads the documented variables; anything unset keeps its default.
-    pub fn from_env() -> Result<Self, String> {
+    /// Reads the documented variables from the environment; anything unset keeps its default
+    /// (the local stack's way: it creates its queues and table itself).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(var)
+    }
+
+    /// As [`Settings::from_env`] for a deployed function: the table and the three queues must be
+    /// named (a missing queue URL used to become "" and fail every send at run time).
+    pub fn deployed_from_env() -> Result<Self, ConfigError> {
+        Self::deployed_from_lookup(var)
+    }
+
+    /// [`Settings::deployed_from_env`] over any lookup (tests pass a map).
+    pub fn deployed_from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        for name in [
+            "TABLE_NAME",
+            "CATALOG_QUEUE_URL",
+            "CUSTOMER_QUEUE_URL",
+            "INVOICE_QUEUE_URL",
+        ] {
+            if nonempty(lookup(name)).is_none() {
+                return Err(ConfigError::Missing { name });
+            }
+        }
+        Self::from_lookup(lookup)
+    }
+
+    /// The one reader of the service's settings: every documented variable, through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| nonempty(lookup(name));
+        let whole = |name: &'static str, v: String| {
+            v.parse::<u64>().map_err(|_| ConfigError::Invalid {
+                name,
+                value: v,
+                expected: "a whole number",
+            })
+        };
+        let ranged = |name: &'static str, v: String, low: u64, high: u64, expected| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| (low..=high).contains(n))
+                .ok_or(ConfigError::Invalid {
+                    name,
+                    value: v,
+                    expected,
+                })
+        };
         let mut s = Settings::default();
-        if let Some(v) = var("TABLE_NAME") {
+        if let Some(v) = get("TABLE_NAME") {
             s.table_name = v;
         }
-        if let Some(v) = var("ABAHA_API_URL") {
+        if let Some(v) = get("ABAHA_API_URL") {
             s.abaha_api_url = v.trim_end_matches('/').to_string();
         }
         s.queues = Queues {
-            catalog: var("CATALOG_QUEUE_URL").unwrap_or_default(),
-            customers: var("CUSTOMER_QUEUE_URL").unwrap_or_default(),
-            invoices: var("INVOICE_QUEUE_URL").unwrap_or_default(),
+            catalog: get("CATALOG_QUEUE_URL").unwrap_or_default(),
+            customers: get("CUSTOMER_QUEUE_URL").unwrap_or_default(),
+            invoices: get("INVOICE_QUEUE_URL").unwrap_or_default(),
         };
-        if let Some(v) = var("KIOTVIET_GET_BUDGET_PER_HOUR") {
-            s.get_budget_per_hour = v.parse().map_err(|_| {
-                format!("KIOTVIET_GET_BUDGET_PER_HOUR must be a whole number, got {v:?}")
-            })?;
+        if let Some(v) = get("KMS_KEY_ID") {
+            s.kms_key_id = v;
         }
-        if let Some(v) = var("SYNC_OVERLAP_MINUTES") {
-            let m: u64 = v
-                .parse()
-                .map_err(|_| format!("SYNC_OVERLAP_MINUTES must be a whole number, got {v:?}"))?;
-            s.overlap = Duration::from_secs(m * 60);
+        if let Some(v) = get("KIOTVIET_GET_BUDGET_PER_HOUR") {
+            s.get_budget_per_hour = ranged(
+                "KIOTVIET_GET_BUDGET_PER_HOUR",
+                v,
+                1,
+                u64::from(u32::MAX),
+                "a whole number",
+            )? as u32;
         }
-        if let Some(v) = var("INVOICE_OVERLAP_MINUTES") {
-            let m: u64 = v.parse().map_err(|_| {
-                format!("INVOICE_OVERLAP_MINUTES must be a whole number, got {v:?}")
-            })?;
-            s.invoice_overlap = Duration::from_secs(m * 60);
+        if let Some(v) = get("SYNC_OVERLAP_MINUTES") {
+            s.overlap = Duration::from_secs(whole("SYNC_OVERLAP_MINUTES", v)? * 60);
         }
-        if let Some(v) = var("SYNC_JOB_BUDGET_SECS") {
-            let secs: u64 = v
-                .parse()
-                .map_err(|_| format!("SYNC_JOB_BUDGET_SECS must be a whole number, got {v:?}"))?;
-            s.job_budget = Duration::from_secs(secs);
+        if let Some(v) = get("INVOICE_OVERLAP_MINUTES") {
+            s.invoice_overlap = Duration::from_secs(whole("INVOICE_OVERLAP_MINUTES", v)? * 60);
         }
-        if let Some(v) = var("SYNC_LEASE_TTL_SECS") {
-            let secs: u64 = v
-                .parse()
-                .map_err(|_| format!("SYNC_LEASE_TTL_SECS must be a whole number, got {v:?}"))?;
-            s.lease_ttl = Duration::from_secs(secs.max(1));
+        if let Some(v) = get("SYNC_JOB_BUDGET_SECS") {
+            s.job_budget = Duration::from_secs(whole("SYNC_JOB_BUDGET_SECS", v)?);
         }
-        for (name, field) in [
-            ("PART_LEASE_TTL_SECS", &mut s.part_lease_ttl),
-            ("RUN_STALL_SECS", &mut s.stall_after),
-        ] {
-            if let Some(v) = var(name) {
-                let secs: u64 = v
-                    .parse()
-                    .map_err(|_| format!("{name} must be a whole number, got {v:?}"))?;
-                *field = Duration::from_secs(secs.max(1));
-            }
+        if let Some(v) = get("SYNC_LEASE_TTL_SECS") {
+            s.lease_ttl = Duration::from_secs(whole("SYNC_LEASE_TTL_SECS", v)?.max(1));
         }
-        if let Some(v) = var("KIOTVIET_CONCURRENCY") {
-            s.kiotviet_concurrency = v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=16).contains(n))
-                .ok_or_else(|| format!("KIOTVIET_CONCURRENCY must be 1 to 16, got {v:?}"))?;
+        if let Some(v) = get("PART_LEASE_TTL_SECS") {
+            s.part_lease_ttl = Duration::from_secs(whole("PART_LEASE_TTL_SECS", v)?.max(1));
         }
-        if let Some(v) = var("API_DEADLINE_SECS") {
-            let secs = v
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=25).contains(n))
-                .ok_or_else(|| format!("API_DEADLINE_SECS must be 1 to 25, got {v:?}"))?;
-            s.api_deadline = Duration::from_secs(secs);
+        if let Some(v) = get("RUN_STALL_SECS") {
+            s.stall_after = Duration::from_secs(whole("RUN_STALL_SECS", v)?.max(1));
         }
-        s.webhook_base_url = var("WEBHOOK_BASE_URL").map(|v| v.trim_end_matches('/').to_string());
+        if let Some(v) = get("KIOTVIET_CONCURRENCY") {
+            s.kiotviet_concurrency = ranged("KIOTVIET_CONCURRENCY", v, 1, 16, "1 to 16")? as usize;
+        }
+        if let Some(v) = get("API_DEADLINE_SECS") {
+            s.api_deadline = Duration::from_secs(ranged("API_DEADLINE_SECS", v, 1, 25, "1 to 25")?);
+        }
+        s.webhook_base_url = get("WEBHOOK_BASE_URL").map(|v| v.trim_end_matches('/').to_string());
         Ok(s)
     }
 }
@@ -186,5 +230,75 @@ pub async fn secret_from_env(
 }
 
 fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    nonempty(std::env::var(name).ok())
+}
+
+fn nonempty(v: Option<String>) -> Option<String> {
+    v.filter(|v| !v.trim().is_empty())
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const DEPLOYED: [(&str, &str); 4] = [
+        ("TABLE_NAME", "t"),
+        ("CATALOG_QUEUE_URL", "https://sqs/c"),
+        ("CUSTOMER_QUEUE_URL", "https://sqs/u"),
+        ("INVOICE_QUEUE_URL", "https://sqs/i"),
+    ];
+
+    #[test]
+    fn given_a_deployed_function_without_a_queue_url_then_it_does_not_start() {
+        // Issue 13: a missing queue URL used to become "" and fail every send at run time.
+        for missing in DEPLOYED.map(|(name, _)| name) {
+            let env: Vec<(&str, &str)> = DEPLOYED
+                .iter()
+                .copied()
+                .filter(|(name, _)| *name != missing)
+                .collect();
+            assert_eq!(
+                Settings::deployed_from_lookup(lookup(&env)).unwrap_err(),
+                ConfigError::Missing { name: missing }
+            );
+        }
+        let ok = Settings::deployed_from_lookup(lookup(&DEPLOYED)).unwrap();
+        assert_eq!(ok.queues.customers, "https://sqs/u");
+    }
+
+    #[test]
+    fn given_unreadable_values_then_the_error_names_the_variable_and_what_it_must_be() {
+        let cases = [
+            ("KIOTVIET_CONCURRENCY", "0"),
+            ("KIOTVIET_CONCURRENCY", "many"),
+            ("API_DEADLINE_SECS", "29"),
+            ("SYNC_OVERLAP_MINUTES", "-1"),
+            ("KIOTVIET_GET_BUDGET_PER_HOUR", "0"),
+        ];
+        for (name, value) in cases {
+            let err = Settings::from_lookup(lookup(&[(name, value)])).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { name: n, value: v, .. } if *n == name && v == value),
+                "{name}={value}: {err}"
+            );
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn given_nothing_then_the_local_defaults_hold_and_the_kms_key_is_read_here() {
+        let s = Settings::from_lookup(lookup(&[])).unwrap();
+        assert_eq!(s.kms_key_id, "alias/kiotviet-fnb-sync");
+        let s = Settings::from_lookup(lookup(&[("KMS_KEY_ID", "arn:aws:kms:k")])).unwrap();
+        assert_eq!(s.kms_key_id, "arn:aws:kms:k");
+    }
 }

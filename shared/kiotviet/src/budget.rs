@@ -40,15 +40,6 @@ impl InProcessBudget {
         Self::with_clock(per_hour, Arc::new(SystemClock))
     }
 
-    /// `KIOTVIET_GET_BUDGET_PER_HOUR`, default 4000.
-    pub fn from_env() -> Self {
-        let per_hour = std::env::var("KIOTVIET_GET_BUDGET_PER_HOUR")
-            .ok()
-            .and_then(|v| v.trim().parse::<u32>().ok())
-            .unwrap_or(DEFAULT_GET_BUDGET_PER_HOUR);
-        Self::per_hour(per_hour)
-    }
-
     pub fn with_clock(per_hour: u32, clock: Arc<dyn Clock>) -> Self {
         InProcessBudget {
             per_hour,
