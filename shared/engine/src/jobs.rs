@@ -142,6 +142,29 @@ impl SyncJob {
     }
 }
 
+/// A message on a pull queue: a sync job, or a KiotViet webhook job (R-SYN-8), which travels on
+/// the same queues to the same functions. Told apart here, once, by the webhook job's `kind`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobMessage {
+    Sync(SyncJob),
+    Webhook(crate::webhooks::WebhookJob),
+}
+
+impl JobMessage {
+    pub fn parse(body: &Value) -> Result<Self, JobError> {
+        let bad = |e: serde_json::Error| JobError::BadJob(e.to_string());
+        if body.get("kind").and_then(Value::as_str) == Some("webhook") {
+            serde_json::from_value(body.clone())
+                .map(JobMessage::Webhook)
+                .map_err(bad)
+        } else {
+            serde_json::from_value(body.clone())
+                .map(JobMessage::Sync)
+                .map_err(bad)
+        }
+    }
+}
+
 /// Most continuations one run may chain (about 8 hours of 5-minute Lambdas); past that the
 /// entity is failed with a message instead of looping for ever.
 const MAX_CONTINUATIONS: u32 = 100;
@@ -149,12 +172,10 @@ const MAX_CONTINUATIONS: u32 = 100;
 /// Runs one pull job until it is done, hands over, or fails. `deadline` is the Lambda's (or the
 /// local runner's) hard stop.
 pub async fn handle_job(svc: &Service, body: &Value, deadline: Instant) -> Result<(), JobError> {
-    // KiotViet webhook jobs (R-SYN-8) travel on the same queues to the same functions.
-    if crate::webhooks::is_webhook_job(body) {
-        return crate::webhooks::apply(svc, body, deadline).await;
-    }
-    let mut job: SyncJob =
-        serde_json::from_value(body.clone()).map_err(|e| JobError::BadJob(e.to_string()))?;
+    let mut job = match JobMessage::parse(body)? {
+        JobMessage::Webhook(job) => return crate::webhooks::apply(svc, job, deadline).await,
+        JobMessage::Sync(job) => job,
+    };
     job.invocation = format!("{:016x}", rand::random::<u64>());
     // Every log line of the job carries the shop and the run (the pulls add the entity).
     let span = tracing::info_span!("pull", shop = %job.shop_id, run_id = %job.run_id);

@@ -191,11 +191,6 @@ impl WebhookJob {
     }
 }
 
-/// Whether a queue message is a webhook job (anything else is a `SyncJob`).
-pub fn is_webhook_job(body: &Value) -> bool {
-    body.get("kind").and_then(Value::as_str) == Some("webhook")
-}
-
 // ---------------------------------------------------------------------------------------------
 // Receiving
 // ---------------------------------------------------------------------------------------------
@@ -827,7 +822,7 @@ mod tests {
         svc.store.put_connection(&c).await.expect("saved");
         // THEN the job ends without asking KiotViet (unreachable here) or writing to Abaha
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        apply(&svc, &job.to_value(), deadline)
+        apply(&svc, job.clone(), deadline)
             .await
             .expect("nothing to do");
     }
@@ -844,14 +839,20 @@ mod tests {
             }],
         };
         let v = job.to_value();
-        assert!(is_webhook_job(&v));
         assert_eq!(v["notifications"][0]["action"], json!("product.update"));
         assert_eq!(
-            serde_json::from_value::<WebhookJob>(v).expect("round trip"),
-            job
+            crate::jobs::JobMessage::parse(&v).expect("a webhook job"),
+            crate::jobs::JobMessage::Webhook(job)
         );
-        assert!(!is_webhook_job(
-            &crate::SyncJob::new("s1", "run-1", false).to_value()
+        let sync = crate::SyncJob::new("s1", "run-1", false);
+        assert_eq!(
+            crate::jobs::JobMessage::parse(&sync.to_value()).expect("a sync job"),
+            crate::jobs::JobMessage::Sync(sync)
+        );
+        // Neither shape: a bad job, never retried
+        assert!(matches!(
+            crate::jobs::JobMessage::parse(&json!({"kind": "webhook"})),
+            Err(crate::JobError::BadJob(_))
         ));
     }
 }

@@ -36,9 +36,7 @@ use crate::service::Service;
 
 /// Runs one webhook job. Errors that a later delivery can fix (KiotViet or Abaha unavailable,
 /// storage busy) go back to SQS; the job is idempotent, so running it again is harmless.
-pub async fn apply(svc: &Service, body: &Value, deadline: Instant) -> Result<(), JobError> {
-    let job: WebhookJob =
-        serde_json::from_value(body.clone()).map_err(|e| JobError::BadJob(e.to_string()))?;
+pub async fn apply(svc: &Service, job: WebhookJob, deadline: Instant) -> Result<(), JobError> {
     let shop = job.shop_id.as_str();
     let Some(conn) = svc.store.get_connection(shop).await? else {
         tracing::info!(shop, delivery = %job.delivery, "webhook job for a disconnected shop; nothing to do");
