@@ -45,7 +45,10 @@ fn shop_counts() -> Counts {
 
 /// Runs are watched in the order the fan-out started them (the queue's order), this many at
 /// a time: a look at every pending shop per pass would load the stand-in more than the runs.
-const WATCH_WINDOW: usize = 32;
+const WATCH_WINDOW: usize = 8;
+
+/// The pause between looks when none of the watched runs had ended.
+const WATCH_PAUSE: Duration = Duration::from_millis(1000);
 
 /// How long the benchmark waits for a tick's runs to end.
 const TICK_LIMIT: Duration = Duration::from_secs(1200);
@@ -331,7 +334,7 @@ async fn tick(
             last_note = Instant::now();
         }
         if !pending.is_empty() && !any_ended {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(WATCH_PAUSE).await;
         }
     }
     Ok(Tick {
@@ -470,7 +473,7 @@ fn print_report(r: &Report<'_>) {
         pct(1.0),
         pct(0.5),
         pct(0.9),
-        m.poll_resolution.as_secs_f64() + 0.25
+        m.poll_resolution.as_secs_f64() + WATCH_PAUSE.as_secs_f64()
     );
     println!(
         "  throughput                             {:.1} runs/s",
