@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README): `make demo` and `make test`.
-.PHONY: demo test stack stack-deployed bootstrap lambda-build clean-local bench bench-idle bench-mapping
+.PHONY: demo test stack stack-deployed bootstrap lambda-build clean-local bench bench-idle bench-tick bench-mapping
 
 demo: ## Run the whole flow locally against the sandboxes and print what it did
 	infra/demo.sh
@@ -33,6 +33,11 @@ bench-idle: ## Cost of an idle 15-minute tick (small café): DynamoDB/KMS/SQS/to
 	infra/bootstrap.sh stack
 	cargo build -p local-stack --bins
 	target/debug/local-stack bench-idle
+
+bench-tick: ## One scheduler tick over SHOPS small shops (default 1000) on moto: run states, wall time, slowest shop, GET budgets, fan-out cost
+	infra/bootstrap.sh stack
+	cargo build -p local-stack --bins
+	TICK_SHOPS=$${SHOPS:-1000} target/debug/local-stack bench-tick
 
 bench-mapping: ## Mapping micro-benchmark (criterion): decode + map + content hash, records/s on one core
 	cargo bench -p mapping --bench mapping

@@ -111,6 +111,7 @@ pub enum StackError {
 
 pub mod bench;
 pub mod bench_idle;
+pub mod bench_tick;
 pub mod deployed;
 pub mod metering;
 pub mod template;

@@ -29,8 +29,18 @@ async fn main() {
             init_logs("warn");
             local_stack::bench_idle::run().await
         }
+        "bench-tick" => {
+            init_logs("warn");
+            match std::env::var("TICK_SHOPS")
+                .unwrap_or_else(|_| "1000".into())
+                .parse::<usize>()
+            {
+                Ok(shops) => local_stack::bench_tick::run(shops).await,
+                Err(e) => Err(format!("TICK_SHOPS is not a number: {e}")),
+            }
+        }
         other => Err(format!(
-            "unknown command {other:?}; use `serve`, `demo`, `deployed`, `bench` or `bench-idle`"
+            "unknown command {other:?}; use `serve`, `demo`, `deployed`, `bench`, `bench-idle` or `bench-tick`"
         )),
     };
     if let Err(e) = result {

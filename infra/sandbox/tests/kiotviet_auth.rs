@@ -180,3 +180,60 @@ async fn get_quota_answers_429_with_retry_after_until_the_hour_passes() {
     assert_eq!(kv.get_raw("/branches").await.status, StatusCode::OK);
     assert_eq!(kv.sim.stats().rate_limited, 1);
 }
+
+#[tokio::test]
+async fn retailers_with_the_prefix_are_shops_with_a_get_quota_of_their_own() {
+    let t0 = Utc.with_ymd_and_hms(2026, 5, 1, 3, 0, 0).unwrap();
+    let kv = start(KvConfig {
+        now: Some(t0),
+        get_limit_per_hour: Some(2),
+        retailer_prefix: Some("benchshop".into()),
+        ..KvConfig::default()
+    })
+    .await;
+    let get_as = |retailer: &'static str| {
+        kv.send(
+            kv.http
+                .get(kv.url("/branches"))
+                .bearer_auth(&kv.token)
+                .header("Retailer", retailer),
+        )
+    };
+    // Two shops of the prefix, each with its own two GETs an hour.
+    for r in ["benchshop1", "BenchShop2"] {
+        for _ in 0..2 {
+            let a = get_as(r).await;
+            assert_eq!(a.status, StatusCode::OK, "{r}: {}", a.text);
+        }
+    }
+    assert_eq!(
+        get_as("benchshop1").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The configured retailer's quota is untouched by theirs.
+    assert_eq!(kv.get_raw("/branches").await.status, StatusCode::OK);
+    // The prefix alone, and other names, are not shops.
+    for r in ["benchshop", "otherbench1"] {
+        assert_eq!(get_as(r).await.status, StatusCode::BAD_REQUEST, "{r}");
+    }
+    let window = kv.sim.gets_in_window();
+    assert_eq!(window.get("benchshop1"), Some(&2));
+    assert_eq!(window.get("benchshop2"), Some(&2));
+    assert_eq!(window.get(RETAILER), Some(&1));
+    kv.sim.advance(Duration::hours(1));
+    assert!(kv.sim.gets_in_window().is_empty());
+}
+
+#[tokio::test]
+async fn without_a_prefix_only_the_configured_retailer_is_a_shop() {
+    let kv = start(KvConfig::default()).await;
+    let a = kv
+        .send(
+            kv.http
+                .get(kv.url("/branches"))
+                .bearer_auth(&kv.token)
+                .header("Retailer", format!("{RETAILER}2")),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+}

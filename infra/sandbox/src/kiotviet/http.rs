@@ -177,33 +177,36 @@ fn admit(st: &mut KvState, is_get: bool, headers: &HeaderMap) -> Option<Response
         st.stats.unauthorized += 1;
         return Some(unauthorized());
     }
-    let retailer = headers.get("retailer").and_then(|v| v.to_str().ok());
-    if !retailer.is_some_and(|r| r.trim().eq_ignore_ascii_case(&st.cfg.retailer)) {
+    let retailer = headers
+        .get("retailer")
+        .and_then(|v| v.to_str().ok())
+        .map(|r| r.trim().to_ascii_lowercase());
+    let Some(retailer) = retailer.filter(|r| st.serves(r)) else {
         // Not documented: a missing or unknown Retailer is answered like a failed lookup.
+        let named = headers
+            .get("retailer")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         return Some(kv_error(
             StatusCode::BAD_REQUEST,
             "RetailerNotFound",
-            format!("Không tìm thấy cửa hàng {}", retailer.unwrap_or_default()),
+            format!("Không tìm thấy cửa hàng {named}"),
         ));
-    }
+    };
     if is_get && let Some(limit) = st.cfg.get_limit_per_hour {
         let now = st.clock.now();
-        while st
-            .get_log
-            .front()
-            .is_some_and(|t| *t <= now - Duration::hours(1))
-        {
-            st.get_log.pop_front();
+        let log = st.get_log.entry(retailer).or_default();
+        while log.front().is_some_and(|t| *t <= now - Duration::hours(1)) {
+            log.pop_front();
         }
-        if st.get_log.len() as u64 >= limit {
-            st.stats.rate_limited += 1;
-            let wait = st
-                .get_log
+        if log.len() as u64 >= limit {
+            let wait = log
                 .front()
                 .map_or(1, |t| (*t + Duration::hours(1) - now).num_seconds().max(1));
+            st.stats.rate_limited += 1;
             return Some(too_many(wait as u64));
         }
-        st.get_log.push_back(now);
+        log.push_back(now);
     }
     None
 }

@@ -21,6 +21,7 @@ mod state;
 mod table;
 mod webhooks;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
@@ -124,6 +125,10 @@ pub struct KvConfig {
     pub settings: ShopSettings,
     /// GET requests allowed per retailer per sliding hour of the simulator clock (None = no limit).
     pub get_limit_per_hour: Option<u64>,
+    /// Many shops on one simulator (the 1,000-shop tick): any `Retailer` starting with this
+    /// prefix is also accepted and served the same seeded data, with a GET quota of its own.
+    /// None: only `retailer` is a shop.
+    pub retailer_prefix: Option<String>,
     /// 127.0.0.1 port; None = ephemeral.
     pub port: Option<u16>,
     /// Freeze the simulator clock at this instant (None = real time).
@@ -152,6 +157,7 @@ impl Default for KvConfig {
             removed_keys: RemovedKeys::default(),
             settings: ShopSettings::default(),
             get_limit_per_hour: Some(5_000),
+            retailer_prefix: None,
             port: None,
             now: None,
             webhook_attempts: 3,
@@ -425,6 +431,23 @@ impl KvHandle {
 
     pub fn stats(&self) -> KvStats {
         self.shared().lock().stats.clone()
+    }
+
+    /// GETs each retailer (lower-cased) has made in the current sliding hour of the simulator
+    /// clock, as the GET quota counts them; only retailers that made one.
+    pub fn gets_in_window(&self) -> BTreeMap<String, u64> {
+        let mut st = self.shared().lock();
+        let since = st.clock.now() - chrono::Duration::hours(1);
+        st.get_log
+            .iter_mut()
+            .map(|(r, log)| {
+                while log.front().is_some_and(|t| *t <= since) {
+                    log.pop_front();
+                }
+                (r.clone(), log.len() as u64)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     pub fn reset_stats(&self) {

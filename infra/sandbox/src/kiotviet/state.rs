@@ -80,7 +80,8 @@ pub(crate) struct KvState {
     /// Authenticated API requests, for `expire_token_every_n_requests`.
     pub api_requests: u64,
     /// Times of admitted GETs within the last hour.
-    pub get_log: VecDeque<DateTime<Utc>>,
+    /// GET times per retailer (lower-cased), for the per-retailer GET quota.
+    pub get_log: HashMap<String, VecDeque<DateTime<Utc>>>,
     pub stats: KvStats,
     pub created_customers: Vec<i64>,
     pub created_order_ids: Vec<i64>,
@@ -132,7 +133,7 @@ impl KvState {
             webhooks: Vec::new(),
             tokens: HashMap::new(),
             api_requests: 0,
-            get_log: VecDeque::new(),
+            get_log: HashMap::new(),
             stats: KvStats::default(),
             created_customers: Vec::new(),
             created_order_ids: Vec::new(),
@@ -220,6 +221,17 @@ impl KvState {
         self.tokens.insert(token.clone(), expires);
         self.stats.tokens_issued += 1;
         token
+    }
+
+    /// Whether `retailer` (trimmed, lower-cased) is a shop of this simulator: the configured
+    /// retailer, or any name with the configured prefix.
+    pub(crate) fn serves(&self, retailer: &str) -> bool {
+        retailer.eq_ignore_ascii_case(&self.cfg.retailer)
+            || self.cfg.retailer_prefix.as_deref().is_some_and(|p| {
+                !p.is_empty()
+                    && retailer.len() > p.len()
+                    && retailer.starts_with(&p.to_ascii_lowercase())
+            })
     }
 
     /// Whether `token` is live now; an expired one is forgotten.
