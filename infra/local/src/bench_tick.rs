@@ -486,7 +486,7 @@ fn print_report(r: &Report<'_>) {
         r.max_budget, r.allowance, r.max_sandbox, r.sandbox_limit, r.rate_limited
     );
     println!();
-    println!("dispatcher fan-out (one invocation, sequential over the shops)");
+    println!("dispatcher fan-out (one invocation, 16 shops at a time)");
     println!(
         "  wall time                              {:.2} s   ({:.1} ms per shop)",
         m.fan_out.as_secs_f64(),
