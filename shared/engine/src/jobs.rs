@@ -591,27 +591,7 @@ mod tests {
     }
 
     fn connection(shop: &str) -> Connection {
-        let now = chrono::Utc::now();
-        Connection {
-            shop_id: shop.into(),
-            account_type: "fnb".into(),
-            retailer: "cafe".into(),
-            client_id: "id".into(),
-            sealed_secret: store::SealedSecret::from_base64("c2VjcmV0"),
-            branch_id: 1,
-            sync: store::Switches {
-                products: true,
-                customers: true,
-                orders: true,
-            },
-            keep_app_product_status: true,
-            invoice_history_days: 30,
-            shop_token_hash: None,
-            webhook_secret: None,
-            webhook_ids: vec![],
-            created_at: now,
-            updated_at: now,
-        }
+        Service::test_connection(shop)
     }
 
     #[tokio::test]

@@ -147,6 +147,32 @@ impl Service {
         }))
     }
 
+    /// A plain FnB connection of `shop`, for unit tests (its sealed secret opens nowhere).
+    #[cfg(test)]
+    pub(crate) fn test_connection(shop: &str) -> Connection {
+        let now = Utc::now();
+        Connection {
+            shop_id: shop.into(),
+            account_type: "fnb".into(),
+            retailer: "cafe".into(),
+            client_id: "id".into(),
+            sealed_secret: store::SealedSecret::from_base64("c2VjcmV0"),
+            branch_id: 1,
+            sync: store::Switches {
+                products: true,
+                customers: true,
+                orders: true,
+            },
+            keep_app_product_status: true,
+            invoice_history_days: 30,
+            shop_token_hash: None,
+            webhook_secret: None,
+            webhook_ids: vec![],
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// A service on the in-memory fakes, for unit tests (KiotViet and Abaha unreachable).
     #[cfg(test)]
     pub(crate) fn in_memory(settings: Settings, queue: store::MemoryQueue) -> Self {
