@@ -30,6 +30,19 @@ fn binaries() -> BTreeMap<String, std::path::PathBuf> {
     .collect()
 }
 
+/// A small menu and `customers` customers: a customer pull long enough to be handed over or killed.
+fn many_customers(customers: usize) -> KvConfig {
+    KvConfig {
+        size: DataSize::Exact(Counts {
+            categories: 2,
+            products: 10,
+            customers,
+            invoices: 0,
+        }),
+        ..KvConfig::default()
+    }
+}
+
 fn options(endpoint: String) -> DeployedOptions {
     DeployedOptions {
         aws_endpoint: endpoint,
@@ -198,15 +211,7 @@ async fn given_a_pull_with_a_short_timeout_when_kiotviet_is_slow_then_it_hands_o
     // GIVEN 1,000 customers on a KiotViet answering each page in a second, and a customer pull
     // whose Timeout leaves one second before the engine's 20 s hand-over margin
     let mut opts = options(endpoint);
-    opts.kiotviet = Some(KvConfig {
-        size: DataSize::Exact(Counts {
-            categories: 2,
-            products: 10,
-            customers: 1000,
-            invoices: 0,
-        }),
-        ..KvConfig::default()
-    });
+    opts.kiotviet = Some(many_customers(1_000));
     opts.timeout_override.insert("customer-pull".into(), 21);
     let d = Deployed::start(opts)
         .await
@@ -372,15 +377,7 @@ async fn given_a_pull_killed_mid_sync_when_sync_is_pressed_again_then_the_run_re
     // 3 s without renewal (on AWS: 15 s and 60 s), and the template's VisibilityTimeout (30 min):
     // the killed job's message does not come back during this test
     let mut opts = options(endpoint);
-    opts.kiotviet = Some(KvConfig {
-        size: DataSize::Exact(Counts {
-            categories: 2,
-            products: 10,
-            customers: 3000,
-            invoices: 0,
-        }),
-        ..KvConfig::default()
-    });
+    opts.kiotviet = Some(many_customers(3_000));
     for (k, v) in [("PART_LEASE_TTL_SECS", "2"), ("RUN_STALL_SECS", "3")] {
         opts.extra_env.insert(k.into(), v.into());
     }

@@ -19,8 +19,8 @@ use sandbox::kiotviet::KvConfig;
 use serde_json::{Value, json};
 use store::RunStore;
 
+use crate::Stack;
 use crate::metering::{AwsCounts, AwsMeter};
-use crate::{Stack, StackOptions};
 
 /// The committed price table.
 const PRICES: &str = include_str!("../prices.json");
@@ -120,17 +120,7 @@ pub async fn run() -> Result<(), String> {
     // The service's clock moves 15 minutes before each tick, as the schedule's would: the
     // last tick's run lease has then expired, as it has on AWS.
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let stack = Stack::start(StackOptions {
-        service_port: Some(0),
-        name_suffix: format!("-idle{}", std::process::id()),
-        kiotviet: Some(kv),
-        force_sandboxes: true,
-        meter_aws: true,
-        clock: Some(clock.clone()),
-        ..StackOptions::default()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let stack = crate::metered_stack("idle", kv, clock.clone()).await?;
     let moto = if std::env::var("MOTO_SERVER_BIN").is_ok() {
         "stock moto_server (MOTO_SERVER_BIN)"
     } else if std::env::var("AWS_ENDPOINT_URL").is_ok() {

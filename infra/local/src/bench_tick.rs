@@ -24,8 +24,8 @@ use store::RunStore;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::Stack;
 use crate::metering::{AwsCounts, AwsMeter};
-use crate::{Stack, StackOptions};
 
 /// The retailer names of the shops: `tickshop1`, `tickshop2`, …
 const PREFIX: &str = "tickshop";
@@ -73,17 +73,7 @@ pub async fn run(shops: usize) -> Result<(), String> {
         .map_err(|e| format!("clock: {e}"))?;
     let clock = Arc::new(ManualClock::new(on_the_hour));
     let t_all = Instant::now();
-    let stack = Stack::start(StackOptions {
-        service_port: Some(0),
-        name_suffix: format!("-tick{}", std::process::id()),
-        kiotviet: Some(kv),
-        force_sandboxes: true,
-        meter_aws: true,
-        clock: Some(clock.clone()),
-        ..StackOptions::default()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let stack = crate::metered_stack("tick", kv, clock.clone()).await?;
     println!(
         "== 1,000-shop tick benchmark: {shops} shops ({} categories, {} products, {} customers, \
          {} invoices each), store: moto via our launcher, counted on the wire ==",

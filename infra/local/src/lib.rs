@@ -110,6 +110,26 @@ pub enum StackError {
 }
 
 pub mod bench;
+/// The stack the cost benchmarks run: own sandboxes, AWS calls counted on the wire, the service
+/// on `clock` (moved by the benchmark as the schedule would), names suffixed per process.
+pub async fn metered_stack(
+    what: &str,
+    kv: KvConfig,
+    clock: Arc<ManualClock>,
+) -> Result<Stack, String> {
+    Stack::start(StackOptions {
+        service_port: Some(0),
+        name_suffix: format!("-{what}{}", std::process::id()),
+        kiotviet: Some(kv),
+        force_sandboxes: true,
+        meter_aws: true,
+        clock: Some(clock),
+        ..StackOptions::default()
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
 pub mod bench_idle;
 pub mod bench_tick;
 pub mod deployed;
