@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mapping::abaha::{ItemResult, Upsert, UpsertAnswer};
-use retry::{Decision, Outcome, RetryPolicy};
+use retry::{Decision, Disposition, Outcome, RetryPolicy};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
@@ -95,15 +95,25 @@ pub enum AbahaError {
 }
 
 impl AbahaError {
+    /// What a job does with this error (`retry::Disposition`), decided here once.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            AbahaError::RateLimited { retry_after } => Disposition::Throttled {
+                retry_after: *retry_after,
+            },
+            AbahaError::Transient { .. } | AbahaError::Transport(_) => Disposition::Transient,
+            // Stopped before the Lambda deadline: a continuation goes on at once.
+            AbahaError::Deadline => Disposition::HandOver { resume_at: None },
+            AbahaError::Unauthorized
+            | AbahaError::UnknownShop { .. }
+            | AbahaError::Rejected { .. }
+            | AbahaError::Decode { .. } => Disposition::Permanent,
+        }
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            AbahaError::RateLimited { .. }
-                | AbahaError::Transient { .. }
-                | AbahaError::Deadline
-                | AbahaError::Transport(_)
-        )
+        self.disposition().is_retryable()
     }
 }
 

@@ -3,6 +3,7 @@
 //! Every message is a sentence a shop owner can act on; internal causes are logged (without
 //! secrets) and never put in an answer.
 
+use retry::Disposition;
 use serde_json::{Value, json};
 
 /// An answer of the service API that is not a success.
@@ -119,14 +120,20 @@ pub enum JobError {
 }
 
 impl JobError {
-    pub fn is_retryable(&self) -> bool {
+    /// What the job does with this error, as the crate it came from classified it.
+    pub fn disposition(&self) -> Disposition {
         match self {
-            JobError::Store(e) => e.is_retryable(),
-            JobError::KiotViet(e) => e.is_retryable(),
-            JobError::Abaha(e) => e.is_retryable(),
-            JobError::BadJob(_) => false,
+            JobError::Store(e) => e.disposition(),
+            JobError::KiotViet(e) => e.disposition(),
+            JobError::Abaha(e) => e.disposition(),
+            JobError::BadJob(_) => Disposition::Permanent,
             // Left on the queue: the next delivery finds the part ended or resumes it.
-            JobError::LeaseLost => true,
+            JobError::LeaseLost => Disposition::Transient,
         }
+    }
+
+    /// Whether SQS should deliver the job again.
+    pub fn is_retryable(&self) -> bool {
+        self.disposition().is_retryable()
     }
 }

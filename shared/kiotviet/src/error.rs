@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use retry::Disposition;
 
 use crate::budget::BudgetExhausted;
 
@@ -66,29 +67,41 @@ pub enum KvError {
 }
 
 impl KvError {
-    /// Whether the same call can succeed later without anyone changing anything.
-    pub fn is_retryable(&self) -> bool {
+    /// What a job does with this error (`retry::Disposition`), decided here once: the pull's end
+    /// decision and the SQS batch runner act on it without matching our variants.
+    pub fn disposition(&self) -> Disposition {
         match self {
-            KvError::RateLimited { .. }
-            | KvError::Transient { .. }
-            | KvError::Deadline
-            | KvError::BudgetExhausted { .. } => true,
+            KvError::RateLimited { retry_after } => Disposition::Throttled {
+                retry_after: *retry_after,
+            },
+            KvError::Transient { .. } => Disposition::Transient,
+            // Not failures: the client stopped before the deadline, or before spending GETs the
+            // shop's hour does not have; the work goes on in a new invocation.
+            KvError::Deadline => Disposition::HandOver { resume_at: None },
+            KvError::BudgetExhausted { retry_at } => Disposition::HandOver {
+                resume_at: Some(*retry_at),
+            },
             KvError::Unauthorized
             | KvError::InvalidCredentials { .. }
             | KvError::UnknownRetailer { .. }
             | KvError::NotFound { .. }
             | KvError::Rejected { .. }
             | KvError::Decode { .. }
-            | KvError::Transport(_) => false,
+            | KvError::Transport(_) => Disposition::Permanent,
         }
     }
 
-    /// The sync should checkpoint and continue later (not count a failure): deadline, throttling,
-    /// spent budget.
+    /// Whether the same call can succeed later without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        self.disposition().is_retryable()
+    }
+
+    /// The client stopped without waiting (deadline, a throttle longer than it sleeps, spent
+    /// budget): the caller checkpoints and continues later rather than counting a failure.
     pub fn is_hand_over(&self) -> bool {
         matches!(
-            self,
-            KvError::Deadline | KvError::RateLimited { .. } | KvError::BudgetExhausted { .. }
+            self.disposition(),
+            Disposition::HandOver { .. } | Disposition::Throttled { .. }
         )
     }
 

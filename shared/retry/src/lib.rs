@@ -21,6 +21,9 @@
 
 use std::time::{Duration, Instant};
 
+mod disposition;
+pub use disposition::Disposition;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 /// Room kept before the deadline after a wait: the next attempt still has to be sent and answered,

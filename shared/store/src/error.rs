@@ -4,6 +4,7 @@ use std::error::Error;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use retry::Disposition;
 
 type BoxError = Box<dyn Error + Send + Sync + 'static>;
 
@@ -50,15 +51,26 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What a job does with this error (`retry::Disposition`), decided here once.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            StoreError::Aws {
+                retryable: true, ..
+            } => Disposition::Transient,
+            // DynamoDB kept throttling past our own retries.
+            StoreError::Unprocessed { .. } => Disposition::Throttled { retry_after: None },
+            StoreError::Aws {
+                retryable: false, ..
+            }
+            | StoreError::Malformed { .. }
+            | StoreError::SecretRejected { .. }
+            | StoreError::NotFound { .. } => Disposition::Permanent,
+        }
+    }
+
     /// Whether the same call may succeed later (throttling, timeouts, service faults).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            StoreError::Aws { retryable, .. } => *retryable,
-            StoreError::Unprocessed { .. } => true,
-            StoreError::Malformed { .. }
-            | StoreError::SecretRejected { .. }
-            | StoreError::NotFound { .. } => false,
-        }
+        self.disposition().is_retryable()
     }
 
     pub(crate) fn malformed(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
