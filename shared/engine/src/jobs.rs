@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use mapping::api::{PartState, RunReport};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::{Connection, LeaseAnswer};
@@ -71,6 +72,17 @@ impl From<mapping::api::Entity> for Entity {
             mapping::api::Entity::Products => Entity::Products,
             mapping::api::Entity::Customers => Entity::Customers,
             mapping::api::Entity::Invoices => Entity::Invoices,
+        }
+    }
+}
+
+impl From<Entity> for mapping::api::Entity {
+    fn from(e: Entity) -> Self {
+        match e {
+            Entity::Categories => mapping::api::Entity::Categories,
+            Entity::Products => mapping::api::Entity::Products,
+            Entity::Customers => mapping::api::Entity::Customers,
+            Entity::Invoices => mapping::api::Entity::Invoices,
         }
     }
 }
@@ -190,7 +202,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                 svc,
                 &job,
                 *e,
-                "skipped",
+                PartState::Skipped,
                 Some("The shop was disconnected before this part ran."),
             )
             .await?;
@@ -218,7 +230,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                 "Another run ({holder}) is syncing {}; this run left it to that one.",
                 e.as_str()
             );
-            pull::end_entity(svc, &job, *e, "skipped", Some(&msg)).await?;
+            pull::end_entity(svc, &job, *e, PartState::Skipped, Some(&msg)).await?;
         }
         return Ok(());
     }
@@ -233,7 +245,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                 svc,
                 &job,
                 *entity,
-                "skipped",
+                PartState::Skipped,
                 Some("This part was switched off."),
             )
             .await?;
@@ -289,7 +301,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                         svc,
                         &job,
                         *entity,
-                        "failed",
+                        PartState::Failed,
                         Some("The sync handed over too many times; press Sync again."),
                     )
                     .await?;
@@ -356,16 +368,15 @@ async fn hold_run_lease(
 async fn ended_entities(
     svc: &Service,
     job: &SyncJob,
-) -> Result<(Vec<Entity>, Option<Value>), store::StoreError> {
+) -> Result<(Vec<Entity>, Option<RunReport>), store::StoreError> {
     let report = svc.store.get_run(&job.shop_id, &job.run_id).await?;
-    let state = |e: &Entity| {
+    let ended = |e: &Entity| {
         report
             .as_ref()
-            .and_then(|r| r.pointer(&format!("/entities/{}/state", e.as_str())))
-            .and_then(Value::as_str)
-            .is_some_and(runs::is_final)
+            .and_then(|r| r.entities.get(&(*e).into()))
+            .is_some_and(|part| part.state.is_final())
     };
-    let ended = job.entities.iter().copied().filter(state).collect();
+    let ended = job.entities.iter().copied().filter(ended).collect();
     Ok((ended, report))
 }
 
@@ -605,6 +616,7 @@ mod tests {
         svc.store.put_connection(&connection("s1")).await.unwrap();
         let initial = serde_json::json!({"run_id": "run-1", "state": "running", "full": false,
             "entities": {"customers": {"state": "queued"}}, "manual_actions": [], "errors": []});
+        let initial = serde_json::from_value(initial).unwrap();
         svc.store.create_run("s1", "run-1", &initial).await.unwrap();
         // AND that delivery has made progress (its checkpoint): a redelivery would resume it.
         // (A redelivery of a pull that has not written yet reads on until its first write, where

@@ -9,8 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use mapping::api::SyncRequest;
-use serde::{Deserialize, Serialize};
+use mapping::api::{EntityReport, ManualAction, RunReport, RunState, SyncRequest};
 use serde_json::{Value, json};
 use store::{Connection, LeaseAnswer};
 
@@ -22,14 +21,8 @@ use crate::service::Service;
 /// The lease scope that marks a shop's active run.
 pub const RUN_SCOPE: &str = "run";
 
-/// What started a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    Api,
-    Schedule,
-    Webhook,
-}
+/// What started a run (the report's `trigger`).
+pub use mapping::api::Trigger;
 
 /// The answer to a start request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,53 +31,9 @@ pub struct Started {
     pub already_running: bool,
 }
 
-/// Counts of one entity in one run, as the report shows them (CONTRACTS §1 "Run report").
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Tally {
-    pub state: String,
-    pub created: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub failed: u64,
-    pub skipped: BTreeMap<String, u64>,
-    /// KiotViet API calls spent (token calls excluded).
-    pub api_calls: u64,
-    pub removed_in_kiotviet: u64,
-    /// Abaha Sync API calls spent.
-    #[serde(default)]
-    pub abaha_calls: u64,
-    /// Records read from KiotViet.
-    #[serde(default)]
-    pub read: u64,
-    /// Set while the run waits for the KiotViet hourly budget (R-SYN-6).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub waiting_until: Option<String>,
-    /// A sentence for the shop owner when the entity did not succeed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-impl Tally {
-    pub fn queued() -> Self {
-        Tally {
-            state: "queued".into(),
-            ..Tally::default()
-        }
-    }
-
-    pub fn skip(&mut self, reason: &str) {
-        *self.skipped.entry(reason.to_string()).or_default() += 1;
-    }
-
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or_else(|_| json!({"state": self.state}))
-    }
-}
-
-/// Entity states after which an entity does no more work in this run.
-pub fn is_final(state: &str) -> bool {
-    matches!(state, "succeeded" | "partial" | "failed" | "skipped")
-}
+/// Counts of one entity in one run, as the report shows them (CONTRACTS §1 "Run report"): the
+/// typed entity report of `mapping::api`, under the name the pulls have always used.
+pub type Tally = EntityReport;
 
 /// `POST /v1/shops/{shop}/sync` → 202 `{"run_id", "already_running"}`.
 pub async fn start_from_api(
@@ -197,7 +146,7 @@ pub async fn start(
                 .store
                 .get_run(shop, &holder)
                 .await?
-                .is_some_and(|r| r["state"].as_str().is_some_and(is_final));
+                .is_some_and(|r| r.state.is_finished());
         if !ended {
             // A run whose pull died is resumed from its checkpoints, not waited out.
             if let Err(e) =
@@ -213,21 +162,13 @@ pub async fn start(
         }
         expired_at = held_until;
     }
-    let entity_reports: serde_json::Map<String, Value> = entities
-        .iter()
-        .map(|e| (e.as_str().to_string(), Tally::queued().to_value()))
-        .collect();
-    let initial = json!({
-        "run_id": run_id,
-        "state": "queued",
-        "trigger": trigger,
-        "full": full,
-        "started_at": now.to_rfc3339(),
-        "finished_at": null,
-        "entities": entity_reports,
-        "manual_actions": [],
-        "errors": [],
-    });
+    let initial = RunReport::queued(
+        &run_id,
+        trigger,
+        full,
+        now,
+        entities.iter().map(|e| (*e).into()),
+    );
     svc.store.create_run(shop, &run_id, &initial).await?;
     let prepaid = prepay_first_pages(svc, conn, entities.len() as u32, now).await;
 
@@ -266,7 +207,7 @@ pub async fn start(
             tracing::error!(shop, run_id, error = %e, "could not enqueue pull job");
             let _ = svc
                 .store
-                .set_run_state(shop, &run_id, "failed", Some(now))
+                .set_run_state(shop, &run_id, RunState::Failed, Some(now))
                 .await;
             let _ = svc.store.release_lease(shop, RUN_SCOPE, &run_id).await;
             return Err(ApiError::unavailable(
@@ -307,17 +248,39 @@ async fn prepay_first_pages(
     }
 }
 
-/// The run state as readers see it: a run whose parts have started is running, although only
-/// its parts' reports say so (the pulls do not write the run's state when they start).
-fn as_shown(mut report: Value) -> Value {
-    let started = report["state"] == "queued"
-        && report["entities"]
-            .as_object()
-            .is_some_and(|e| e.values().any(|v| v["state"] != "queued"));
-    if started {
-        report["state"] = Value::from("running");
+/// Manual actions found outside a sync run (an order cancel, a webhook) go to the shop's latest
+/// run report, where the owner reads them; a shop with no run yet gets a finished run that
+/// carries them.
+pub async fn record_manual_actions(
+    svc: &Service,
+    shop: &str,
+    trigger: Trigger,
+    actions: &[ManualAction],
+) -> Result<(), store::StoreError> {
+    if actions.is_empty() {
+        return Ok(());
     }
-    report
+    if let Some(latest) = svc.store.latest_run(shop).await? {
+        return svc
+            .store
+            .append_manual_actions(shop, &latest.run_id, actions)
+            .await;
+    }
+    let now = svc.now();
+    let run_id = new_run_id(now);
+    let initial = RunReport {
+        run_id: run_id.clone(),
+        state: RunState::Succeeded,
+        trigger: Some(trigger),
+        started_at: Some(now),
+        finished_at: Some(now),
+        manual_actions: actions.to_vec(),
+        ..RunReport::default()
+    };
+    svc.store
+        .create_run(shop, &run_id, &initial)
+        .await
+        .map(|_| ())
 }
 
 /// Run ids sort by time, so the newest run of a shop is easy to find and to read in logs.
@@ -326,10 +289,14 @@ pub(crate) fn new_run_id(now: DateTime<Utc>) -> String {
     format!("run-{}-{:08x}", now.format("%Y%m%dT%H%M%S%3fZ"), suffix)
 }
 
+fn report_json(report: RunReport) -> Value {
+    serde_json::to_value(report).unwrap_or(Value::Null)
+}
+
 /// `GET /v1/shops/{shop}/sync`: the latest run.
 pub async fn latest(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> {
     match svc.store.latest_run(shop).await? {
-        Some(report) => Ok(ApiResponse::json(200, as_shown(report))),
+        Some(report) => Ok(ApiResponse::json(200, report_json(report.as_shown()))),
         None => {
             if svc.store.get_connection(shop).await?.is_none() {
                 return Err(ApiError::unknown_shop(shop));
@@ -344,7 +311,7 @@ pub async fn latest(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> 
 /// `GET /v1/shops/{shop}/sync/{run_id}`.
 pub async fn one(svc: &Service, shop: &str, run_id: &str) -> Result<ApiResponse, ApiError> {
     match svc.store.get_run(shop, run_id).await? {
-        Some(report) => Ok(ApiResponse::json(200, as_shown(report))),
+        Some(report) => Ok(ApiResponse::json(200, report_json(report.as_shown()))),
         None => Err(ApiError::not_found(format!(
             "There is no run {run_id} for shop {shop}."
         ))),
@@ -374,14 +341,14 @@ pub async fn report_parts(
     shop: &str,
     run_id: &str,
     parts: &[(Entity, Tally)],
-    read_at_start: Option<&Value>,
+    read_at_start: Option<&RunReport>,
 ) -> Result<(), store::StoreError> {
     if parts.is_empty() {
         return Ok(());
     }
-    let reports: Vec<(String, Value)> = parts
+    let reports: Vec<(mapping::api::Entity, EntityReport)> = parts
         .iter()
-        .map(|(e, t)| (e.as_str().to_string(), t.to_value()))
+        .map(|(e, t)| ((*e).into(), t.clone()))
         .collect();
     let end = read_at_start.and_then(|r| last_part_ending(r, parts, svc.now()));
     let report = svc
@@ -389,7 +356,7 @@ pub async fn report_parts(
         .put_entity_reports(shop, run_id, &reports, end.as_ref())
         .await?;
     if let Some(end) = &end
-        && report["state"] == end.state.as_str()
+        && report.state == end.state
     {
         // The lease is left to expire: the next trigger finds its run ended (see `start`).
         tracing::info!(shop, run_id, state = %end.state, "run finished");
@@ -400,32 +367,28 @@ pub async fn report_parts(
 
 /// The run's end, if `parts` are the last of it: every other part had ended in `read_at_start`.
 fn last_part_ending(
-    read_at_start: &Value,
+    read_at_start: &RunReport,
     parts: &[(Entity, Tally)],
     now: DateTime<Utc>,
 ) -> Option<store::RunEnd> {
-    let entities = read_at_start.get("entities")?.as_object()?;
     let mut others = Vec::new();
-    let mut states: Vec<&str> = Vec::new();
-    for (name, e) in entities {
-        if parts.iter().any(|(p, _)| p.as_str() == name) {
+    let mut states = Vec::new();
+    for (entity, e) in &read_at_start.entities {
+        if parts
+            .iter()
+            .any(|(p, _)| mapping::api::Entity::from(*p) == *entity)
+        {
             continue;
         }
-        let state = e.get("state").and_then(Value::as_str)?;
-        if !is_final(state) {
+        if !e.state.is_final() {
             return None;
         }
-        others.push((name.clone(), state.to_string()));
-        states.push(state);
+        others.push((*entity, e.state));
+        states.push(e.state);
     }
-    for (_, t) in parts {
-        if !is_final(&t.state) {
-            return None;
-        }
-        states.push(&t.state);
-    }
+    states.extend(parts.iter().map(|(_, t)| t.state));
     Some(store::RunEnd {
-        state: run_state(&states).to_string(),
+        state: RunState::of_parts(states)?,
         finished_at: now,
         others,
     })
@@ -435,89 +398,53 @@ async fn finish_with(
     svc: &Service,
     shop: &str,
     run_id: &str,
-    report: &Value,
+    report: &RunReport,
 ) -> Result<(), store::StoreError> {
-    let Some(entities) = report.get("entities").and_then(Value::as_object) else {
+    let Some(state) = RunState::of_parts(report.entities.values().map(|e| e.state)) else {
         return Ok(());
     };
-    let states: Vec<&str> = entities
-        .values()
-        .map(|e| e.get("state").and_then(Value::as_str).unwrap_or("queued"))
-        .collect();
-    if !states.iter().all(|s| is_final(s)) {
-        return Ok(());
-    }
-    let state = run_state(&states);
     svc.store
         .set_run_state(shop, run_id, state, Some(svc.now()))
         .await?;
     // The lease is left to expire: the next trigger finds its run ended (see `start`).
-    tracing::info!(shop, run_id, state, "run finished");
+    tracing::info!(shop, run_id, %state, "run finished");
     let seconds = report
-        .get("started_at")
-        .and_then(Value::as_str)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| (svc.now() - t.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0)
+        .started_at
+        .map(|t| (svc.now() - t).num_milliseconds() as f64 / 1000.0)
         .unwrap_or(0.0);
     crate::metrics::emit(&crate::metrics::run_finished(shop, report, state, seconds));
     Ok(())
 }
 
-/// succeeded: every entity succeeded (or was skipped); failed: nothing succeeded; else partial.
-pub fn run_state(entity_states: &[&str]) -> &'static str {
-    let ok = entity_states
-        .iter()
-        .filter(|s| matches!(**s, "succeeded" | "skipped"))
-        .count();
-    let failed = entity_states.iter().filter(|s| **s == "failed").count();
-    if ok == entity_states.len() {
-        "succeeded"
-    } else if failed == entity_states.len() {
-        "failed"
-    } else {
-        "partial"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn r_syn_5_run_state_is_honest() {
-        assert_eq!(run_state(&["succeeded", "succeeded"]), "succeeded");
-        assert_eq!(run_state(&["succeeded", "skipped"]), "succeeded");
-        assert_eq!(run_state(&["succeeded", "partial"]), "partial");
-        assert_eq!(run_state(&["succeeded", "failed"]), "partial");
-        assert_eq!(run_state(&["failed", "failed"]), "failed");
-    }
+    use mapping::api::PartState;
 
     #[test]
     fn r_syn_5_the_job_of_a_runs_last_part_ends_the_run_in_its_report_write() {
+        use mapping::api::Entity as E;
         // GIVEN a run read when the invoice job began: every other part had ended
-        let read = serde_json::json!({"entities": {
-            "categories": {"state": "succeeded"}, "products": {"state": "partial"},
-            "customers": {"state": "skipped"}, "invoices": {"state": "queued"}}});
-        let done = Tally {
-            state: "succeeded".into(),
-            ..Tally::default()
-        };
+        let part = |state| EntityReport::in_state(state);
+        let mut read = RunReport::default();
+        read.entities
+            .insert(E::Categories, part(PartState::Succeeded));
+        read.entities.insert(E::Products, part(PartState::Partial));
+        read.entities.insert(E::Customers, part(PartState::Skipped));
+        read.entities.insert(E::Invoices, part(PartState::Queued));
+        let done = part(PartState::Succeeded);
         let now: DateTime<Utc> = "2026-11-29T09:00:00Z".parse().unwrap();
         // WHEN its part ends THEN its write ends the run, honestly, if the others still stand
         let end = last_part_ending(&read, &[(Entity::Invoices, done.clone())], now).unwrap();
-        assert_eq!(end.state, "partial");
+        assert_eq!(end.state, RunState::Partial);
         assert_eq!(end.finished_at, now);
         assert_eq!(end.others.len(), 3);
-        assert!(end.others.contains(&("products".into(), "partial".into())));
+        assert!(end.others.contains(&(E::Products, PartState::Partial)));
         // AND a job that is not the last (customers still queued when it began) does not
-        let mut read = read;
-        read["entities"]["customers"]["state"] = "queued".into();
+        read.entity_mut(E::Customers).state = PartState::Queued;
         assert!(last_part_ending(&read, &[(Entity::Invoices, done.clone())], now).is_none());
         // AND a part still running never ends the run
-        let running = Tally {
-            state: "running".into(),
-            ..Tally::default()
-        };
+        let running = part(PartState::Running);
         assert!(last_part_ending(&read, &[(Entity::Customers, running)], now).is_none());
     }
 

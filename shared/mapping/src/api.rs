@@ -335,7 +335,9 @@ fn is_zero(n: &u64) -> bool {
 /// adapters, shown by the API.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RunReport {
+    #[serde(default)]
     pub run_id: String,
+    #[serde(default)]
     pub state: RunState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,

@@ -659,13 +659,14 @@ fn run_ended(report: &Value) -> bool {
 }
 
 async fn run_report(stack: &Stack, shop: &str, run_id: &str) -> Value {
-    stack
+    let report = stack
         .service
         .store
         .get_run(shop, run_id)
         .await
         .unwrap()
-        .expect("the run exists")
+        .expect("the run exists");
+    serde_json::to_value(report).unwrap()
 }
 
 /// Presses Sync on a stack without workers; answers the run id.

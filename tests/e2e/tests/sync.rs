@@ -1031,7 +1031,9 @@ async fn run_jobs_until_done(stack: &Stack, shop: &str, run_id: &str) -> usize {
                 handled += 1;
             }
         }
-        let report = svc.store.get_run(shop, run_id).await.unwrap().expect("run");
+        let report =
+            serde_json::to_value(svc.store.get_run(shop, run_id).await.unwrap().expect("run"))
+                .unwrap();
         if matches!(
             report["state"].as_str(),
             Some("succeeded" | "partial" | "failed")
@@ -1334,7 +1336,8 @@ async fn r_syn_2_a_killed_job_resumes_from_its_checkpoint() {
         "{gets} GETs"
     );
     // AND the run ended with every customer in Abaha exactly once
-    let report = svc.store.get_run(SHOP, &run_id).await.unwrap().unwrap();
+    let report =
+        serde_json::to_value(svc.store.get_run(SHOP, &run_id).await.unwrap().unwrap()).unwrap();
     assert_eq!(report["state"], json!("succeeded"), "{report}");
     assert_eq!(count(&report, "customers", "read"), CUSTOMERS as u64);
     let phoneless = assert_customers_copied(&stack, SHOP);

@@ -3,6 +3,7 @@
 //! cancel before any push is remembered, so a late approval is never sold.
 
 use mapping::api::AbahaOrder;
+use mapping::api::{ManualAction, ManualActionKind, Trigger};
 use mapping::hash::content_hash;
 use retry::Deadline;
 use serde_json::{Value, json};
@@ -68,15 +69,15 @@ async fn cancel_unpushed(
         .kiotviet_for_abaha(shop, IdKind::Invoice, &order.id)
         .await?
     {
-        let action = json!({
-            "kind": "cancel_order_in_kiotviet",
-            "kiotviet_id": invoice_id,
-            "abaha_id": order.id,
-            "message": format!(
+        let action = ManualAction::new(
+            ManualActionKind::CancelOrderInKiotviet,
+            Some(invoice_id),
+            Some(order.id.clone()),
+            format!(
                 "Abaha order {} was cancelled; it is KiotViet FnB invoice {invoice_id}, a sale made at the till. KiotViet FnB cannot be told by the API: cancel the invoice by hand in KiotViet FnB if the sale did not happen.",
                 order.code.as_deref().unwrap_or(&order.id)
             ),
-        });
+        );
         return record_cancel_action(svc, shop, order, action).await;
     }
     // Our claim was released (or the record completed) above; a tombstone is written through a
@@ -149,15 +150,16 @@ async fn record_cancel(
     order: &AbahaOrder,
     p: &Pushed,
 ) -> Result<OrderPushed, ApiError> {
-    let action = json!({
-        "kind": "cancel_order_in_kiotviet",
-        "kiotviet_id": p.kiotviet_order_id,
-        "abaha_id": order.id,
-        "message": format!(
+    let action = ManualAction::new(
+        ManualActionKind::CancelOrderInKiotviet,
+        Some(p.kiotviet_order_id),
+        Some(order.id.clone()),
+        format!(
             "Abaha order {} was cancelled after it reached KiotViet FnB. KiotViet FnB cannot be told by the API: cancel order {} by hand in KiotViet FnB.",
-            order.code.as_deref().unwrap_or(&order.id), p.kiotviet_order_code
+            order.code.as_deref().unwrap_or(&order.id),
+            p.kiotviet_order_code
         ),
-    });
+    );
     record_cancel_action(svc, shop, order, action).await
 }
 
@@ -166,7 +168,7 @@ async fn record_cancel_action(
     svc: &Service,
     shop: &str,
     order: &AbahaOrder,
-    action: Value,
+    action: ManualAction,
 ) -> Result<OrderPushed, ApiError> {
     let cancel_key = format!("cancel#{}", order.id);
     let holder = uuid::Uuid::new_v4().to_string();
@@ -185,10 +187,19 @@ async fn record_cancel_action(
         Claim::InProgress { until } => return Err(in_progress(until, now)),
         Claim::Claimed { .. } => {}
     }
-    let recorded = match record_manual_action(svc, shop, &action).await {
+    let answer = serde_json::to_value(&action).unwrap_or(Value::Null);
+    let recorded = match crate::runs::record_manual_actions(
+        svc,
+        shop,
+        Trigger::Push,
+        std::slice::from_ref(&action),
+    )
+    .await
+    .map_err(ApiError::from)
+    {
         Ok(()) => svc
             .store
-            .complete(shop, &cancel_key, &holder, &action)
+            .complete(shop, &cancel_key, &holder, &answer)
             .await
             .map(|_| ())
             .map_err(ApiError::from),
@@ -203,27 +214,4 @@ async fn record_cancel_action(
     Ok(OrderPushed::CancelRecorded(
         json!({"manual_action": action}),
     ))
-}
-
-/// Manual actions outside a sync run go to the shop's latest run report, where the owner reads them.
-async fn record_manual_action(svc: &Service, shop: &str, action: &Value) -> Result<(), ApiError> {
-    let run_id = match svc.store.latest_run(shop).await? {
-        Some(r) => r.get("run_id").and_then(Value::as_str).map(str::to_string),
-        None => None,
-    };
-    let run_id = match run_id {
-        Some(id) => id,
-        None => {
-            let now = svc.now();
-            let id = format!("actions-{}", now.format("%Y%m%dT%H%M%S%3fZ"));
-            let initial = json!({"run_id": id, "state": "succeeded", "trigger": "push", "full": false,
-                "started_at": now.to_rfc3339(), "finished_at": now.to_rfc3339(), "entities": {}, "manual_actions": [], "errors": []});
-            svc.store.create_run(shop, &id, &initial).await?;
-            id
-        }
-    };
-    svc.store
-        .append_manual_actions(shop, &run_id, std::slice::from_ref(action))
-        .await?;
-    Ok(())
 }
