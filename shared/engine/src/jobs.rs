@@ -165,10 +165,6 @@ impl JobMessage {
     }
 }
 
-/// Most continuations one run may chain (about 8 hours of 5-minute Lambdas); past that the
-/// entity is failed with a message instead of looping for ever.
-const MAX_CONTINUATIONS: u32 = 100;
-
 /// Runs one pull job until it is done, hands over, or fails. `deadline` is the Lambda's (or the
 /// local runner's) hard stop.
 pub async fn handle_job(svc: &Service, body: &Value, deadline: Instant) -> Result<(), JobError> {
@@ -284,7 +280,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                     .await?;
                 runs::report_parts(svc, &job.shop_id, &job.run_id, &pending, None).await?;
                 pending.clear();
-                if job.continuation >= MAX_CONTINUATIONS {
+                if !pull::may_continue(job.continuation) {
                     pull::end_entity(
                         svc,
                         &job,
