@@ -6,6 +6,7 @@
 //! - [`jobs`] — pull jobs on SQS, continuations, the schedule's fan-out (R-SYN-7).
 //! - [`pull`] — KiotViet → Abaha pulls with cursor, lease, checkpoints, content hashes (R-SYN-1…4).
 //! - [`push`] — Abaha → KiotViet order and customer pushes (R-ORD-*, R-CUS-2/3).
+//! - [`model`] — the types at the bottom: entities, queue messages, checkpoints, tallies.
 //! - [`service`] — the shared clients and ports, built once per container.
 
 pub mod api;
@@ -13,6 +14,7 @@ pub mod connections;
 pub mod error;
 pub mod jobs;
 pub mod metrics;
+pub mod model;
 pub mod prefetch;
 pub mod pull;
 pub mod push;

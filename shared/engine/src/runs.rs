@@ -16,7 +16,8 @@ use store::{Connection, LeaseAnswer};
 
 use crate::api::{ApiResponse, parse_body};
 use crate::error::ApiError;
-use crate::jobs::{Entity, SyncJob};
+use crate::jobs::{Entity, EntityQueue, EntitySwitch, SyncJob};
+pub use crate::model::Tally;
 use crate::service::Service;
 
 /// The lease scope that marks a shop's active run.
@@ -36,49 +37,6 @@ pub enum Trigger {
 pub struct Started {
     pub run_id: String,
     pub already_running: bool,
-}
-
-/// Counts of one entity in one run, as the report shows them (CONTRACTS §1 "Run report").
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Tally {
-    pub state: String,
-    pub created: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub failed: u64,
-    pub skipped: BTreeMap<String, u64>,
-    /// KiotViet API calls spent (token calls excluded).
-    pub api_calls: u64,
-    pub removed_in_kiotviet: u64,
-    /// Abaha Sync API calls spent.
-    #[serde(default)]
-    pub abaha_calls: u64,
-    /// Records read from KiotViet.
-    #[serde(default)]
-    pub read: u64,
-    /// Set while the run waits for the KiotViet hourly budget (R-SYN-6).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub waiting_until: Option<String>,
-    /// A sentence for the shop owner when the entity did not succeed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-impl Tally {
-    pub fn queued() -> Self {
-        Tally {
-            state: "queued".into(),
-            ..Tally::default()
-        }
-    }
-
-    pub fn skip(&mut self, reason: &str) {
-        *self.skipped.entry(reason.to_string()).or_default() += 1;
-    }
-
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or_else(|_| json!({"state": self.state}))
-    }
 }
 
 /// Entity states after which an entity does no more work in this run.

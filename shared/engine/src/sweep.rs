@@ -110,7 +110,7 @@ pub async fn resume_if_stalled(
     lease_until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, store::StoreError> {
-    use crate::jobs::{Entity, SyncJob};
+    use crate::jobs::{Entity, EntityQueue, SyncJob};
     use store::LeaseAnswer;
     let shop = conn.shop_id.as_str();
     let ttl =

@@ -130,15 +130,7 @@ pub(super) async fn apply(
     done: PageDone,
 ) -> Result<(), JobError> {
     let t = &mut ck.tally;
-    t.created += done.tally.created;
-    t.updated += done.tally.updated;
-    t.unchanged += done.tally.unchanged;
-    t.failed += done.tally.failed;
-    t.removed_in_kiotviet += done.tally.removed_in_kiotviet;
-    t.abaha_calls += done.tally.abaha_calls;
-    for (reason, n) in done.tally.skipped {
-        *t.skipped.entry(reason).or_default() += n;
-    }
+    t.merge(&done.tally);
     t.read += done.read;
     ck.position = done.end;
     ck.total = done.total.or(ck.total);
@@ -170,16 +162,11 @@ pub(super) async fn drain(
         match h.await {
             Ok(Ok(done)) if in_order => {
                 // Counted without the report lists: the run is about to stop or retry anyway.
-                // The skips too: the checkpoint moves past these pages, so nothing counts them
-                // again (R-SYN-5: the report of a run that was interrupted tells the same story).
+                // Every count, as `apply` does: the checkpoint moves past these pages, so nothing
+                // counts them again (R-SYN-5: the report of a run that was interrupted tells the
+                // same story).
+                ck.tally.merge(&done.tally);
                 ck.tally.read += done.read;
-                ck.tally.created += done.tally.created;
-                ck.tally.updated += done.tally.updated;
-                ck.tally.unchanged += done.tally.unchanged;
-                ck.tally.abaha_calls += done.tally.abaha_calls;
-                for (reason, n) in done.tally.skipped {
-                    *ck.tally.skipped.entry(reason).or_default() += n;
-                }
                 ck.position = done.end;
                 ck.total = done.total.or(ck.total);
             }
