@@ -16,24 +16,9 @@ use tracing::Instrument;
 use crate::error::{ApiError, JobError};
 pub use crate::model::{Entity, EntitySwitch, JobMessage, SyncJob};
 use crate::pull::{self, PullEnd};
+pub use crate::queues::EntityQueue;
 use crate::runs::{self, Trigger};
 use crate::service::Service;
-use crate::settings::Queues;
-
-/// Which pull queue carries an entity's jobs.
-pub trait EntityQueue {
-    fn queue(self, queues: &Queues) -> &str;
-}
-
-impl EntityQueue for Entity {
-    fn queue(self, queues: &Queues) -> &str {
-        match self {
-            Entity::Categories | Entity::Products => &queues.catalog,
-            Entity::Customers => &queues.customers,
-            Entity::Invoices => &queues.invoices,
-        }
-    }
-}
 
 /// A message of a pull queue, or why it is a bad job (never retried).
 pub fn parse_message(body: &Value) -> Result<JobMessage, JobError> {

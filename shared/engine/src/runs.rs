@@ -16,12 +16,10 @@ use store::{Connection, LeaseAnswer};
 
 use crate::api::{ApiResponse, parse_body};
 use crate::error::ApiError;
-use crate::jobs::{Entity, EntityQueue, EntitySwitch, SyncJob};
-pub use crate::model::Tally;
+use crate::model::{Entity, EntitySwitch, SyncJob};
+pub use crate::model::{RUN_SCOPE, Tally, is_final, run_state};
+use crate::queues::EntityQueue;
 use crate::service::Service;
-
-/// The lease scope that marks a shop's active run.
-pub const RUN_SCOPE: &str = "run";
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,11 +35,6 @@ pub enum Trigger {
 pub struct Started {
     pub run_id: String,
     pub already_running: bool,
-}
-
-/// Entity states after which an entity does no more work in this run.
-pub fn is_final(state: &str) -> bool {
-    matches!(state, "succeeded" | "partial" | "failed" | "skipped")
 }
 
 /// `POST /v1/shops/{shop}/sync` → 202 `{"run_id", "already_running"}`.
@@ -60,9 +53,7 @@ pub async fn start_from_api(
         .get_connection(shop)
         .await?
         .ok_or_else(|| ApiError::unknown_shop(shop))?;
-    let requested: Option<Vec<Entity>> = req
-        .entities
-        .map(|list| list.into_iter().map(Entity::from).collect());
+    let requested: Option<Vec<Entity>> = req.entities;
     let started = start(
         svc,
         &conn,
@@ -419,22 +410,6 @@ async fn finish_with(
         .unwrap_or(0.0);
     crate::metrics::emit(&crate::metrics::run_finished(shop, report, state, seconds));
     Ok(())
-}
-
-/// succeeded: every entity succeeded (or was skipped); failed: nothing succeeded; else partial.
-pub fn run_state(entity_states: &[&str]) -> &'static str {
-    let ok = entity_states
-        .iter()
-        .filter(|s| matches!(**s, "succeeded" | "skipped"))
-        .count();
-    let failed = entity_states.iter().filter(|s| **s == "failed").count();
-    if ok == entity_states.len() {
-        "succeeded"
-    } else if failed == entity_states.len() {
-        "failed"
-    } else {
-        "partial"
-    }
 }
 
 #[cfg(test)]

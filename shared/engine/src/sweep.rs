@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::runs::{self, Tally};
+use crate::model::{self, Tally};
 use crate::service::Service;
 
 /// What the owner reads on each part the run left unfinished.
@@ -81,7 +81,7 @@ pub async fn close_abandoned(
         })
         .unwrap_or_default();
     let refs: Vec<&str> = states.iter().map(String::as_str).collect();
-    let state = runs::run_state(&refs);
+    let state = model::run_state(&refs);
     svc.store
         .set_run_state(shop, run_id, state, Some(now))
         .await?;
@@ -110,7 +110,8 @@ pub async fn resume_if_stalled(
     lease_until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, store::StoreError> {
-    use crate::jobs::{Entity, EntityQueue, SyncJob};
+    use crate::model::{Entity, SyncJob};
+    use crate::queues::EntityQueue;
     use store::LeaseAnswer;
     let shop = conn.shop_id.as_str();
     let ttl =
@@ -188,7 +189,7 @@ pub async fn resume_if_stalled(
             .await?;
     }
     svc.store
-        .renew_lease(shop, crate::runs::RUN_SCOPE, run_id, now + ttl)
+        .renew_lease(shop, crate::model::RUN_SCOPE, run_id, now + ttl)
         .await?;
     svc.store
         .append_errors(
@@ -227,7 +228,7 @@ pub fn unfinished_parts(report: &Value, now: DateTime<Utc>) -> Option<Vec<String
         .filter(|(_, e)| {
             !e.get("state")
                 .and_then(Value::as_str)
-                .is_some_and(runs::is_final)
+                .is_some_and(model::is_final)
         })
         .map(|(name, _)| name.clone())
         .collect();

@@ -10,12 +10,12 @@ pub use mapping::api::Entity;
 /// The engine's rules about an entity that need a connection.
 pub trait EntitySwitch {
     /// R-CON-1/R-CON-6: products bring their categories; orders bring the invoice pull.
-    fn is_switched_on(self, conn: &Connection) -> bool;
+    fn is_switched_on(&self, conn: &Connection) -> bool;
 }
 
 impl EntitySwitch for Entity {
-    fn is_switched_on(self, conn: &Connection) -> bool {
-        match self {
+    fn is_switched_on(&self, conn: &Connection) -> bool {
+        match *self {
             Entity::Categories | Entity::Products => conn.sync.products,
             Entity::Customers => conn.sync.customers,
             Entity::Invoices => conn.sync.orders,

@@ -5,11 +5,13 @@
 mod checkpoint;
 mod entity;
 mod job;
+mod run;
 mod tally;
 mod webhook;
 
 pub use checkpoint::Checkpoint;
 pub use entity::{Entity, EntitySwitch};
 pub use job::{JobMessage, SyncJob};
+pub use run::{RUN_SCOPE, is_final, run_state};
 pub use tally::Tally;
 pub use webhook::{Change, JobKind, Notice, WebhookJob};

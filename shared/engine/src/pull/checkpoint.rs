@@ -10,7 +10,7 @@ pub(super) use crate::model::Checkpoint;
 
 use super::lease::part_until;
 use crate::error::JobError;
-use crate::jobs::{Entity, SyncJob};
+use crate::model::{Entity, SyncJob};
 use crate::runs::{self, Tally};
 use crate::service::Service;
 

@@ -12,7 +12,7 @@ use retry::Disposition;
 use serde_json::{Value, json};
 
 use crate::error::JobError;
-use crate::jobs::{Entity, SyncJob};
+use crate::model::{Entity, SyncJob};
 use crate::runs::{self, Tally};
 use crate::service::Service;
 

@@ -15,7 +15,7 @@ use store::Connection;
 use tokio::task::JoinHandle;
 
 use crate::error::JobError;
-use crate::jobs::{Entity, SyncJob};
+use crate::model::{Entity, SyncJob};
 use crate::prefetch::Prefetcher;
 use crate::runs::{self, Tally};
 use crate::service::Service;
@@ -38,10 +38,12 @@ pub enum PullEnd {
 mod checkpoint;
 mod finish;
 mod lease;
+mod origins;
 mod pages;
 mod paging;
 
 pub use finish::{MAX_CONTINUATIONS, end_entity, fail_entity, may_continue};
+pub use origins::{Origin, origins_of};
 pub(crate) use pages::{PageStep, removed_products, upsert_changed};
 
 use checkpoint::{

@@ -14,8 +14,8 @@ use super::pages::{
     PageStep, categories_page, customers_page, invoices_page, products_page, removed_records,
 };
 use crate::error::JobError;
-use crate::jobs::{Entity, SyncJob};
-use crate::runs::Tally;
+use crate::model::Tally;
+use crate::model::{Entity, SyncJob};
 use crate::service::Service;
 /// Where reading goes after a page, decided by [`advance`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
