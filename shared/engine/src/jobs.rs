@@ -7,184 +7,29 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use chrono::Duration as ChronoDuration;
 use mapping::api::{PartState, RunReport};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use store::{Connection, LeaseAnswer};
 use tracing::Instrument;
 
 use crate::error::{ApiError, JobError};
+pub use crate::model::{Entity, EntitySwitch, JobMessage, SyncJob};
 use crate::pull::{self, PullEnd};
+pub use crate::queues::EntityQueue;
 use crate::runs::{self, Trigger};
 use crate::service::Service;
-use crate::settings::Queues;
 
-/// What a run can sync. Order matters: categories before products (R-CAT-1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Entity {
-    Categories,
-    Products,
-    Customers,
-    Invoices,
+/// A message of a pull queue, or why it is a bad job (never retried).
+pub fn parse_message(body: &Value) -> Result<JobMessage, JobError> {
+    JobMessage::parse(body).map_err(|e| JobError::BadJob(e.to_string()))
 }
-
-impl Entity {
-    pub const ALL: [Entity; 4] = [
-        Entity::Categories,
-        Entity::Products,
-        Entity::Customers,
-        Entity::Invoices,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Entity::Categories => "categories",
-            Entity::Products => "products",
-            Entity::Customers => "customers",
-            Entity::Invoices => "invoices",
-        }
-    }
-
-    /// R-CON-1/R-CON-6: products bring their categories; orders bring the invoice pull.
-    pub fn is_switched_on(self, conn: &Connection) -> bool {
-        match self {
-            Entity::Categories | Entity::Products => conn.sync.products,
-            Entity::Customers => conn.sync.customers,
-            Entity::Invoices => conn.sync.orders,
-        }
-    }
-
-    pub fn queue(self, queues: &Queues) -> &str {
-        match self {
-            Entity::Categories | Entity::Products => &queues.catalog,
-            Entity::Customers => &queues.customers,
-            Entity::Invoices => &queues.invoices,
-        }
-    }
-}
-
-impl From<mapping::api::Entity> for Entity {
-    fn from(e: mapping::api::Entity) -> Self {
-        match e {
-            mapping::api::Entity::Categories => Entity::Categories,
-            mapping::api::Entity::Products => Entity::Products,
-            mapping::api::Entity::Customers => Entity::Customers,
-            mapping::api::Entity::Invoices => Entity::Invoices,
-        }
-    }
-}
-
-impl From<Entity> for mapping::api::Entity {
-    fn from(e: Entity) -> Self {
-        match e {
-            Entity::Categories => mapping::api::Entity::Categories,
-            Entity::Products => mapping::api::Entity::Products,
-            Entity::Customers => mapping::api::Entity::Customers,
-            Entity::Invoices => mapping::api::Entity::Invoices,
-        }
-    }
-}
-
-/// One message on a pull queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyncJob {
-    pub shop_id: String,
-    pub run_id: String,
-    pub entities: Vec<Entity>,
-    pub full: bool,
-    /// How many continuations came before this one (a guard against endless hand-overs).
-    #[serde(default)]
-    pub continuation: u32,
-    /// Entities to enqueue (on their own queues) once this job's entities are done: invoices
-    /// wait for the products of the same run, whose Abaha ids their lines carry (R-INV-2).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub then: Vec<Entity>,
-    /// This delivery's own token, never sent: the pull's lease holder is `run_id/invocation`, so
-    /// a message delivered again while its first delivery still runs cannot take the part over.
-    #[serde(skip)]
-    pub invocation: String,
-    /// Until when the run's start holds the shop's run lease (R-SYN-3): a job that ends before
-    /// then needs no lease write of its own.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease_until: Option<DateTime<Utc>>,
-    /// The budget window in which the run's start took one KiotViet GET per entity (R-SYN-6):
-    /// the first page of each entity is paid already.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prepaid: Option<DateTime<Utc>>,
-    /// Started by the schedule: nobody watches it live, so a job reports its parts together
-    /// when it ends (one write per job). A run from the Sync button reports each part as it ends.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub scheduled: bool,
-    /// The part whose queue this job travels on, whatever part it is at (a scheduled run's one
-    /// job: the catalog queue, whose function may send only there). None: its current part's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub home: Option<Entity>,
-}
-
-impl SyncJob {
-    pub fn new(shop: &str, run_id: &str, full: bool) -> Self {
-        SyncJob {
-            shop_id: shop.to_string(),
-            run_id: run_id.to_string(),
-            entities: vec![],
-            full,
-            continuation: 0,
-            then: vec![],
-            lease_until: None,
-            prepaid: None,
-            scheduled: false,
-            home: None,
-            invocation: String::new(),
-        }
-    }
-
-    /// Who holds a part's lease for this delivery (fencing token): the run, and the invocation.
-    pub fn lease_holder(&self) -> String {
-        if self.invocation.is_empty() {
-            self.run_id.clone()
-        } else {
-            format!("{}/{}", self.run_id, self.invocation)
-        }
-    }
-
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-}
-
-/// A message on a pull queue: a sync job, or a KiotViet webhook job (R-SYN-8), which travels on
-/// the same queues to the same functions. Told apart here, once, by the webhook job's `kind`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobMessage {
-    Sync(SyncJob),
-    Webhook(crate::webhooks::WebhookJob),
-}
-
-impl JobMessage {
-    pub fn parse(body: &Value) -> Result<Self, JobError> {
-        let bad = |e: serde_json::Error| JobError::BadJob(e.to_string());
-        if body.get("kind").and_then(Value::as_str) == Some("webhook") {
-            serde_json::from_value(body.clone())
-                .map(JobMessage::Webhook)
-                .map_err(bad)
-        } else {
-            serde_json::from_value(body.clone())
-                .map(JobMessage::Sync)
-                .map_err(bad)
-        }
-    }
-}
-
-/// Most continuations one run may chain (about 8 hours of 5-minute Lambdas); past that the
-/// entity is failed with a message instead of looping for ever.
-const MAX_CONTINUATIONS: u32 = 100;
 
 /// Runs one pull job until it is done, hands over, or fails. `deadline` is the Lambda's (or the
 /// local runner's) hard stop.
 pub async fn handle_job(svc: &Service, body: &Value, deadline: Instant) -> Result<(), JobError> {
-    let mut job = match JobMessage::parse(body)? {
+    let mut job = match parse_message(body)? {
         JobMessage::Webhook(job) => return crate::webhooks::apply(svc, job, deadline).await,
         JobMessage::Sync(job) => job,
     };
@@ -296,7 +141,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                     .await?;
                 runs::report_parts(svc, &job.shop_id, &job.run_id, &pending, None).await?;
                 pending.clear();
-                if job.continuation >= MAX_CONTINUATIONS {
+                if !pull::may_continue(job.continuation) {
                     pull::end_entity(
                         svc,
                         &job,
@@ -373,7 +218,7 @@ async fn ended_entities(
     let ended = |e: &Entity| {
         report
             .as_ref()
-            .and_then(|r| r.entities.get(&(*e).into()))
+            .and_then(|r| r.entities.get(e))
             .is_some_and(|part| part.state.is_final())
     };
     let ended = job.entities.iter().copied().filter(ended).collect();

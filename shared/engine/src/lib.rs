@@ -6,16 +6,21 @@
 //! - [`jobs`] — pull jobs on SQS, continuations, the schedule's fan-out (R-SYN-7).
 //! - [`pull`] — KiotViet → Abaha pulls with cursor, lease, checkpoints, content hashes (R-SYN-1…4).
 //! - [`push`] — Abaha → KiotViet order and customer pushes (R-ORD-*, R-CUS-2/3).
+//! - [`links`] — every ID-map keying rule (keys and link hashes), for pushes and pulls alike.
+//! - [`model`] — the types at the bottom: entities, queue messages, checkpoints, tallies.
 //! - [`service`] — the shared clients and ports, built once per container.
 
 pub mod api;
 pub mod connections;
 pub mod error;
 pub mod jobs;
+pub mod links;
 pub mod metrics;
+pub mod model;
 pub mod prefetch;
 pub mod pull;
 pub mod push;
+pub mod queues;
 pub mod runs;
 pub mod service;
 pub mod settings;

@@ -15,11 +15,10 @@ use store::{Connection, LeaseAnswer};
 
 use crate::api::{ApiResponse, parse_body};
 use crate::error::ApiError;
-use crate::jobs::{Entity, SyncJob};
+use crate::model::{Entity, EntitySwitch, SyncJob};
+pub use crate::model::{RUN_SCOPE, Tally};
+use crate::queues::EntityQueue;
 use crate::service::Service;
-
-/// The lease scope that marks a shop's active run.
-pub const RUN_SCOPE: &str = "run";
 
 /// What started a run (the report's `trigger`).
 pub use mapping::api::Trigger;
@@ -30,10 +29,6 @@ pub struct Started {
     pub run_id: String,
     pub already_running: bool,
 }
-
-/// Counts of one entity in one run, as the report shows them (CONTRACTS §1 "Run report"): the
-/// typed entity report of `mapping::api`, under the name the pulls have always used.
-pub type Tally = EntityReport;
 
 /// `POST /v1/shops/{shop}/sync` → 202 `{"run_id", "already_running"}`.
 pub async fn start_from_api(
@@ -51,9 +46,7 @@ pub async fn start_from_api(
         .get_connection(shop)
         .await?
         .ok_or_else(|| ApiError::unknown_shop(shop))?;
-    let requested: Option<Vec<Entity>> = req
-        .entities
-        .map(|list| list.into_iter().map(Entity::from).collect());
+    let requested: Option<Vec<Entity>> = req.entities;
     let started = start(
         svc,
         &conn,
@@ -162,13 +155,7 @@ pub async fn start(
         }
         expired_at = held_until;
     }
-    let initial = RunReport::queued(
-        &run_id,
-        trigger,
-        full,
-        now,
-        entities.iter().map(|e| (*e).into()),
-    );
+    let initial = RunReport::queued(&run_id, trigger, full, now, entities.iter().copied());
     svc.store.create_run(shop, &run_id, &initial).await?;
     let prepaid = prepay_first_pages(svc, conn, entities.len() as u32, now).await;
 
@@ -346,10 +333,8 @@ pub async fn report_parts(
     if parts.is_empty() {
         return Ok(());
     }
-    let reports: Vec<(mapping::api::Entity, EntityReport)> = parts
-        .iter()
-        .map(|(e, t)| ((*e).into(), t.clone()))
-        .collect();
+    let reports: Vec<(mapping::api::Entity, EntityReport)> =
+        parts.iter().map(|(e, t)| (*e, t.clone())).collect();
     let end = read_at_start.and_then(|r| last_part_ending(r, parts, svc.now()));
     let report = svc
         .store
@@ -374,10 +359,7 @@ fn last_part_ending(
     let mut others = Vec::new();
     let mut states = Vec::new();
     for (entity, e) in &read_at_start.entities {
-        if parts
-            .iter()
-            .any(|(p, _)| mapping::api::Entity::from(*p) == *entity)
-        {
+        if parts.iter().any(|(p, _)| p == entity) {
             continue;
         }
         if !e.state.is_final() {

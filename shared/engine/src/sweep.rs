@@ -91,7 +91,8 @@ pub async fn resume_if_stalled(
     lease_until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, store::StoreError> {
-    use crate::jobs::{Entity, SyncJob};
+    use crate::model::{Entity, SyncJob};
+    use crate::queues::EntityQueue;
     use store::LeaseAnswer;
     let shop = conn.shop_id.as_str();
     let ttl =
@@ -138,7 +139,7 @@ pub async fn resume_if_stalled(
     }
     let parts: Vec<Entity> = Entity::ALL
         .into_iter()
-        .filter(|e| open.contains(&(*e).into()))
+        .filter(|e| open.contains(e))
         .collect();
     let full = report.full;
     let catalog: Vec<Entity> = parts
@@ -171,7 +172,7 @@ pub async fn resume_if_stalled(
             .await?;
     }
     svc.store
-        .renew_lease(shop, crate::runs::RUN_SCOPE, run_id, now + ttl)
+        .renew_lease(shop, crate::model::RUN_SCOPE, run_id, now + ttl)
         .await?;
     svc.store
         .append_errors(

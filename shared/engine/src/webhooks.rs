@@ -20,7 +20,6 @@ use chrono::Duration as ChronoDuration;
 use hmac::{Hmac, Mac};
 use mapping::kiotviet::{Inventory, WebhookEvent, WebhookPayload};
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use store::{Claim, Connection};
@@ -125,71 +124,7 @@ pub async fn signature_for_shop(
 // The job handed to the pull functions
 // ---------------------------------------------------------------------------------------------
 
-/// What changed in KiotViet, as the pull functions apply it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Change {
-    #[serde(rename = "product.update")]
-    ProductUpdate,
-    /// Stock of the connection's branch changed (other branches are dropped on receipt, R-PRD-5).
-    #[serde(rename = "stock.update")]
-    StockUpdate,
-    #[serde(rename = "product.delete")]
-    ProductDelete,
-    #[serde(rename = "customer.update")]
-    CustomerUpdate,
-    #[serde(rename = "customer.delete")]
-    CustomerDelete,
-}
-
-impl Change {
-    fn is_catalog(self) -> bool {
-        matches!(
-            self,
-            Change::ProductUpdate | Change::StockUpdate | Change::ProductDelete
-        )
-    }
-
-    /// R-CON-6: product events belong to the products switch, customer events to customers.
-    fn is_switched_on(self, conn: &Connection) -> bool {
-        if self.is_catalog() {
-            conn.sync.products
-        } else {
-            conn.sync.customers
-        }
-    }
-}
-
-/// One kind of change and the KiotViet ids it names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Notice {
-    pub action: Change,
-    pub ids: Vec<i64>,
-}
-
-/// A message on the catalog or customer queue: `{"kind": "webhook", "shop_id", "delivery",
-/// "notifications": [{"action", "ids"}]}`. Only ids travel: the pull function reads each record
-/// fresh from KiotViet (see [`apply`]), so a message stays small whatever KiotViet sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WebhookJob {
-    pub kind: JobKind,
-    pub shop_id: String,
-    /// The envelope `Id` (or a digest of a bare delete body), for the logs.
-    pub delivery: String,
-    pub notifications: Vec<Notice>,
-}
-
-/// The tag that tells a webhook job from a [`SyncJob`](crate::SyncJob) on the same queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    Webhook,
-}
-
-impl WebhookJob {
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-}
+pub use crate::model::{Change, JobKind, Notice, WebhookJob};
 
 // ---------------------------------------------------------------------------------------------
 // Receiving
@@ -851,7 +786,7 @@ mod tests {
         );
         // Neither shape: a bad job, never retried
         assert!(matches!(
-            crate::jobs::JobMessage::parse(&json!({"kind": "webhook"})),
+            crate::jobs::parse_message(&json!({"kind": "webhook"})),
             Err(crate::JobError::BadJob(_))
         ));
     }

@@ -3,39 +3,16 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use kiotviet::{ListEntity, ListRequest};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::Connection;
 
+pub(super) use crate::model::Checkpoint;
+
 use super::lease::part_until;
 use crate::error::JobError;
-use crate::jobs::{Entity, SyncJob};
+use crate::model::{Entity, SyncJob};
 use crate::runs::{self, Tally};
 use crate::service::Service;
-
-/// Where a pull stands, saved after every page (R-SYN-2).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Checkpoint {
-    pub(super) run_id: String,
-    /// When this entity's pull began: the cursor moves here at the end.
-    pub(super) started_at: DateTime<Utc>,
-    /// The `lastModifiedFrom` of this pull (None: everything).
-    pub(super) from: Option<DateTime<Utc>>,
-    /// The next `currentItem`.
-    pub(super) position: i64,
-    /// The list's total as of the page that ended at `position`: a resumed pull compares it with
-    /// the total it reads next, so records deleted while it waited still make it step back.
-    #[serde(default)]
-    pub(super) total: Option<i64>,
-    /// Deliveries in a row that failed transiently without reading anything new.
-    #[serde(default)]
-    pub(super) failed_tries: u32,
-    /// No sync of this entity ever finished (no cursor): every record is new to Abaha, so the
-    /// ID map is not read before sending (a re-run re-sends, which Abaha answers `unchanged`).
-    #[serde(default)]
-    pub(super) first_sync: bool,
-    pub(super) tally: Tally,
-}
 
 pub(super) async fn save_progress(
     svc: &Service,
@@ -76,7 +53,7 @@ pub(super) async fn report(
     tally: &Tally,
 ) -> Result<(), store::StoreError> {
     svc.store
-        .put_entity_report(&job.shop_id, &job.run_id, entity.into(), tally)
+        .put_entity_report(&job.shop_id, &job.run_id, entity, tally)
         .await
 }
 

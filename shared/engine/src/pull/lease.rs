@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 
 use super::PullEnd;
 use super::finish::end_entity;
-use crate::jobs::{Entity, SyncJob};
+use crate::model::{Entity, SyncJob};
 use crate::service::Service;
 
 /// A part's lease for one delivery (fencing token `run/invocation`), taken lazily: only before the

@@ -10,13 +10,12 @@ use mapping::api::{PartState, RunError};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use abaha::AbahaError;
 use kiotviet::KvError;
 use store::Connection;
 use tokio::task::JoinHandle;
 
 use crate::error::JobError;
-use crate::jobs::{Entity, SyncJob};
+use crate::model::{Entity, SyncJob};
 use crate::prefetch::Prefetcher;
 use crate::runs::{self, Tally};
 use crate::service::Service;
@@ -39,16 +38,18 @@ pub enum PullEnd {
 mod checkpoint;
 mod finish;
 mod lease;
+mod origins;
 mod pages;
 mod paging;
 
-pub use finish::{end_entity, fail_entity};
+pub use finish::{MAX_CONTINUATIONS, end_entity, fail_entity, may_continue};
+pub use origins::{Origin, origins_of};
 pub(crate) use pages::{PageStep, removed_products, upsert_changed};
 
 use checkpoint::{
     Checkpoint, checkpoint_value, fresh_checkpoint, list_request, report, save_progress,
 };
-use finish::failure_message;
+use finish::{End, failure_message};
 use lease::PartLease;
 use paging::{PageDone, apply, drain, process_page};
 
@@ -133,13 +134,11 @@ pub async fn pull_entity(
         let mut last_save = Instant::now();
         loop {
             while !reading_done && !handing_over && processing.len() < PROCESSING_DEPTH {
-                // Every invocation reads at least one page before it may hand over: a
-                // continuation that started too close to its deadline would otherwise hand over
-                // again without moving, until the continuation limit failed the run.
-                if read_pos > first_pos
-                    && deadline.saturating_duration_since(Instant::now())
-                        < svc.settings.handover_margin
-                {
+                if finish::out_of_time(
+                    read_pos > first_pos,
+                    deadline.saturating_duration_since(Instant::now()),
+                    svc.settings.handover_margin,
+                ) {
                     handing_over = true;
                     break;
                 }
@@ -154,27 +153,18 @@ pub async fn pull_entity(
                 };
                 let read = page.data.len() as i64;
                 saw_any |= read > 0 || !page.removed_ids.is_empty();
-                let page_start = read_pos;
-                read_pos += read;
-                // Offset paging shifts when records are deleted while we read: this page then
-                // starts `d` records later in the old list, and those `d` records now sit just
-                // before it. Step back over them (re-reading is harmless: upserts are keyed).
-                if let (Some(seen), Some(now)) = (known_total, page.total) {
-                    let d = seen - now;
-                    if d > 0 {
-                        tracing::info!(
-                            shop,
-                            entity = name,
-                            deleted = d,
-                            "list shrank while reading; stepping back"
-                        );
-                        read_pos = (page_start - d).max(0).min(read_pos);
-                    }
+                let step = paging::advance(read_pos, read, known_total, page.total);
+                if step.stepped_back > 0 {
+                    tracing::info!(
+                        shop,
+                        entity = name,
+                        deleted = step.stepped_back,
+                        "list shrank while reading; stepping back"
+                    );
                 }
-                known_total = page.total.or(known_total);
-                if read == 0 || read_pos >= page.total.unwrap_or(0) {
-                    reading_done = true;
-                }
+                read_pos = step.next;
+                known_total = step.known_total;
+                reading_done = step.done;
                 // A page that names anything is written: the part must be this delivery's.
                 if (read > 0 || !page.removed_ids.is_empty()) && !lease.held() {
                     match lease.take(svc, job, entity).await {
@@ -245,8 +235,23 @@ pub async fn pull_entity(
         tracing::warn!(shop, run_id = %job.run_id, entity = name, "lease lost; stopping");
         return Err(JobError::LeaseLost);
     }
-    let e = match outcome {
-        Ok(()) => {
+    let decision = finish::end(
+        outcome.as_ref().err().map(JobError::disposition),
+        ck.tally.read > read_at_start,
+        ck.failed_tries,
+    );
+    if decision.end != End::Done {
+        // Stopped early: the checkpoint keeps where it stands (and how often it failed in a row).
+        ck.failed_tries = decision.failed_tries;
+        if let Some(end) = lease.take(svc, job, entity).await? {
+            return Ok(end);
+        }
+        svc.store
+            .put_checkpoint(shop, name, &checkpoint_value(&ck))
+            .await?;
+    }
+    match (decision.end, outcome) {
+        (End::Done, _) | (_, Ok(())) => {
             // Everything up to the pull's start is in Abaha: the cursor may move there (R-SYN-2).
             // An incremental pull that KiotViet answered with nothing leaves it where it is:
             // staying is never past unwritten data nor backwards, and an idle tick writes nothing.
@@ -276,77 +281,48 @@ pub async fn pull_entity(
                 pending.clear();
             }
             tracing::info!(shop, run_id = %job.run_id, entity = name, read = ck.tally.read, created = ck.tally.created,
-                updated = ck.tally.updated, unchanged = ck.tally.unchanged, failed = ck.tally.failed,
-                api_calls = ck.tally.api_calls, "pull finished");
-            return Ok(PullEnd::Done);
+                    updated = ck.tally.updated, unchanged = ck.tally.unchanged, failed = ck.tally.failed,
+                    api_calls = ck.tally.api_calls, "pull finished");
+            Ok(PullEnd::Done)
         }
-        Err(e) => e,
-    };
-    let hand_over = matches!(
-        e,
-        JobError::KiotViet(KvError::Deadline | KvError::BudgetExhausted { .. })
-            | JobError::Abaha(AbahaError::Deadline)
-    );
-    let retry_later = !hand_over && e.is_retryable();
-    if retry_later {
-        // After a few failed deliveries SQS moves the job to its dead-letter queue, and the run
-        // would read "running" for ever: a pull that keeps failing without reading anything new
-        // is given up before that, and says so (R-SYN-5).
-        ck.failed_tries = if ck.tally.read > read_at_start {
-            1
-        } else {
-            ck.failed_tries + 1
-        };
-    }
-    if let Some(end) = lease.take(svc, job, entity).await? {
-        return Ok(end);
-    }
-    svc.store
-        .put_checkpoint(shop, name, &checkpoint_value(&ck))
-        .await?;
-    if retry_later && ck.failed_tries < MAX_FAILED_TRIES {
-        ck.tally.message = Some(format!("Retrying after a temporary problem: {e}"));
-        report(svc, job, entity, &ck.tally).await?;
-        if ck.tally.read > read_at_start {
-            // It moved: a fresh message resumes from the checkpoint. Left on the queue, the job
-            // would count this delivery towards SQS's receives, and a long pull hit by a few
-            // unrelated failures would end in the dead-letter queue although each time it moved.
-            tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull interrupted after progress; continuing in a fresh job");
-            return Ok(PullEnd::HandOver {
-                delay: Some(RETRY_AFTER_PROGRESS),
-            });
+        (End::Retry { fresh_job }, Err(e)) => {
+            ck.tally.message = Some(format!("Retrying after a temporary problem: {e}"));
+            report(svc, job, entity, &ck.tally).await?;
+            if fresh_job {
+                // It moved: a fresh message resumes from the checkpoint.
+                tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull interrupted after progress; continuing in a fresh job");
+                return Ok(PullEnd::HandOver {
+                    delay: Some(finish::RETRY_AFTER_PROGRESS),
+                });
+            }
+            // Left on the queue: SQS delivers the job again and it resumes from the checkpoint
+            // (the part freed, so the next delivery takes it at once).
+            tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull interrupted; will retry");
+            lease.release().await?;
+            Err(e)
         }
-        // Left on the queue: SQS delivers the job again and it resumes from the checkpoint
-        // (the part freed, so the next delivery takes it at once).
-        tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull interrupted; will retry");
-        lease.release().await?;
-        return Err(e);
-    }
-    match &e {
-        JobError::KiotViet(KvError::Deadline) | JobError::Abaha(AbahaError::Deadline) => {
+        (End::HandOver, Err(_)) => {
             report(svc, job, entity, &ck.tally).await?;
             Ok(PullEnd::HandOver { delay: None })
         }
-        JobError::KiotViet(KvError::BudgetExhausted { retry_at }) => {
+        (End::Wait { until }, Err(_)) => {
             // R-SYN-6: the hourly GET budget is spent; continue after the window by itself.
             ck.tally.state = PartState::Waiting;
-            ck.tally.waiting_until = Some(*retry_at);
+            ck.tally.waiting_until = Some(until);
             ck.tally.message = Some(format!(
                 "Paused: this shop's hourly KiotViet allowance is used up; the sync continues by itself at {} (Vietnam time).",
-                retry_at.with_timezone(&mapping::time::vn()).format("%H:%M")
+                until.with_timezone(&mapping::time::vn()).format("%H:%M")
             ));
             report(svc, job, entity, &ck.tally).await?;
-            let wait = (*retry_at - svc.now())
-                .to_std()
-                .unwrap_or(Duration::from_secs(60));
-            Ok(PullEnd::HandOver { delay: Some(wait) })
+            Ok(PullEnd::HandOver {
+                delay: Some(finish::wait_for(until, svc.now())),
+            })
         }
-        _ => {
+        (End::Fail { tries }, Err(e)) => {
             let mut msg = failure_message(&e);
-            if retry_later {
+            if let Some(tries) = tries {
                 msg = format!(
-                    "{msg} It failed {} times in a row; press Sync to try again later.",
-                    ck.failed_tries
+                    "{msg} It failed {tries} times in a row; press Sync to try again later."
                 );
             }
             tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull failed");
@@ -363,13 +339,6 @@ pub async fn pull_entity(
         }
     }
 }
-
-/// Failed deliveries in a row after which a pull is given up: one fewer than the receives after
-/// which the queues move a job to their dead-letter queue (`maxReceiveCount` 5, template.yaml).
-const MAX_FAILED_TRIES: u32 = 4;
-
-/// How long a pull that moved and then met a temporary failure waits before its continuation.
-const RETRY_AFTER_PROGRESS: Duration = Duration::from_secs(1);
 
 /// Pages processed at once per pull: deep enough that a slow answer from storage (a throttled
 /// table; moto under load in the benchmark) holds up neither the reads nor the other pages.

@@ -13,7 +13,7 @@ use serde::Serialize;
 use store::{Connection, IdKind, IdLink};
 
 use crate::error::JobError;
-use crate::runs::Tally;
+use crate::model::Tally;
 use crate::service::Service;
 
 /// What one page adds to the run's lists.
@@ -317,7 +317,7 @@ pub(super) async fn customers_page(
         Collection::Customers,
         "customers",
         items,
-        crate::push::customers::link_hash,
+        crate::links::link_hash,
         tally,
         step,
         deadline,
@@ -391,7 +391,7 @@ pub(super) async fn invoices_page(
     } else {
         svc.product_links(shop, &product_ids).await?
     };
-    let origins = crate::push::orders::origins_of(svc, shop, &completed).await?;
+    let origins = super::origins::origins_of(svc, shop, &completed).await?;
     let items = completed
         .iter()
         .map(|inv| {

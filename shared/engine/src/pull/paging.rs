@@ -1,4 +1,6 @@
-//! The page pipeline: a page processed on its own task, then added to the pull in order.
+//! The page pipeline: where the next page starts ([`advance`], the step-back rule, a pure
+//! function held by a table test), a page processed on its own task, then added to the pull in
+//! order.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -12,9 +14,53 @@ use super::pages::{
     PageStep, categories_page, customers_page, invoices_page, products_page, removed_records,
 };
 use crate::error::JobError;
-use crate::jobs::{Entity, SyncJob};
-use crate::runs::Tally;
+use crate::model::Tally;
+use crate::model::{Entity, SyncJob};
 use crate::service::Service;
+/// Where reading goes after a page, decided by [`advance`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Advance {
+    /// The `currentItem` of the next page.
+    pub(crate) next: i64,
+    /// Records deleted while reading, stepped back over (0: none).
+    pub(crate) stepped_back: i64,
+    /// The list's total as known after this page.
+    pub(crate) known_total: Option<i64>,
+    /// Nothing more to read: an empty page, or the next page would start past the list's end.
+    pub(crate) done: bool,
+}
+
+/// The step-back rule (R-SYN-2). A page of `read` records read at `page_start` moves the next
+/// read to just after it — unless the list shrank since the total known before (`known_total`,
+/// from an earlier page or the checkpoint): offset paging shifts when records are deleted while
+/// we read, so this page started `d` records later in the old list, and those `d` records now sit
+/// just before it. The next read steps back over them (never before 0, never past the page's
+/// end); re-reading is harmless, upserts are keyed. A list that grew needs no step: new records
+/// come after the cursor's time and the next run reads them.
+pub(crate) fn advance(
+    page_start: i64,
+    read: i64,
+    known_total: Option<i64>,
+    page_total: Option<i64>,
+) -> Advance {
+    let end = page_start + read;
+    let stepped_back = match (known_total, page_total) {
+        (Some(seen), Some(now)) if seen > now => seen - now,
+        _ => 0,
+    };
+    let next = if stepped_back > 0 {
+        (page_start - stepped_back).max(0).min(end)
+    } else {
+        end
+    };
+    Advance {
+        next,
+        stepped_back,
+        known_total: page_total.or(known_total),
+        done: read == 0 || next >= page_total.unwrap_or(0),
+    }
+}
+
 /// What one processed page adds to the pull.
 pub(super) struct PageDone {
     pub(super) tally: Tally,
@@ -84,15 +130,7 @@ pub(super) async fn apply(
     done: PageDone,
 ) -> Result<(), JobError> {
     let t = &mut ck.tally;
-    t.created += done.tally.created;
-    t.updated += done.tally.updated;
-    t.unchanged += done.tally.unchanged;
-    t.failed += done.tally.failed;
-    t.removed_in_kiotviet += done.tally.removed_in_kiotviet;
-    t.abaha_calls += done.tally.abaha_calls;
-    for (reason, n) in done.tally.skipped {
-        *t.skipped.entry(reason).or_default() += n;
-    }
+    t.merge(&done.tally);
     t.read += done.read;
     ck.position = done.end;
     ck.total = done.total.or(ck.total);
@@ -124,20 +162,182 @@ pub(super) async fn drain(
         match h.await {
             Ok(Ok(done)) if in_order => {
                 // Counted without the report lists: the run is about to stop or retry anyway.
-                // The skips too: the checkpoint moves past these pages, so nothing counts them
-                // again (R-SYN-5: the report of a run that was interrupted tells the same story).
+                // Every count, as `apply` does: the checkpoint moves past these pages, so nothing
+                // counts them again (R-SYN-5: the report of a run that was interrupted tells the
+                // same story).
+                ck.tally.merge(&done.tally);
                 ck.tally.read += done.read;
-                ck.tally.created += done.tally.created;
-                ck.tally.updated += done.tally.updated;
-                ck.tally.unchanged += done.tally.unchanged;
-                ck.tally.abaha_calls += done.tally.abaha_calls;
-                for (reason, n) in done.tally.skipped {
-                    *ck.tally.skipped.entry(reason).or_default() += n;
-                }
                 ck.position = done.end;
                 ck.total = done.total.or(ck.total);
             }
             _ => in_order = false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_back_table() {
+        // (rule, page start, read, known total, page total, next, stepped back, known after, done)
+        let rows = [
+            (
+                "R-SYN-2 first page of many",
+                0,
+                100,
+                None,
+                Some(250),
+                100,
+                0,
+                Some(250),
+                false,
+            ),
+            (
+                "R-SYN-2 a middle page, total unchanged",
+                100,
+                100,
+                Some(250),
+                Some(250),
+                200,
+                0,
+                Some(250),
+                false,
+            ),
+            (
+                "R-SYN-2 the last page reaches the total",
+                200,
+                50,
+                Some(250),
+                Some(250),
+                250,
+                0,
+                Some(250),
+                true,
+            ),
+            (
+                "R-SYN-2 an empty page ends the read",
+                250,
+                0,
+                Some(250),
+                Some(250),
+                250,
+                0,
+                Some(250),
+                true,
+            ),
+            (
+                "R-SYN-2 shrank by 3 while reading: step back over them",
+                100,
+                100,
+                Some(250),
+                Some(247),
+                97,
+                3,
+                Some(247),
+                false,
+            ),
+            (
+                "R-SYN-2 shrank more than the page start: not before 0",
+                2,
+                100,
+                Some(250),
+                Some(240),
+                0,
+                10,
+                Some(240),
+                false,
+            ),
+            (
+                "R-SYN-2 shrank on the last page: re-read the shifted records",
+                200,
+                47,
+                Some(250),
+                Some(247),
+                197,
+                3,
+                Some(247),
+                false,
+            ),
+            (
+                "R-SYN-2 shrank on an empty page: done",
+                247,
+                0,
+                Some(250),
+                Some(240),
+                237,
+                10,
+                Some(240),
+                true,
+            ),
+            (
+                "R-SYN-2 grew while reading: no step",
+                100,
+                100,
+                Some(250),
+                Some(260),
+                200,
+                0,
+                Some(260),
+                false,
+            ),
+            (
+                "R-SYN-2 grew: the read goes on to the new total",
+                200,
+                50,
+                Some(250),
+                Some(260),
+                250,
+                0,
+                Some(260),
+                false,
+            ),
+            (
+                "R-SYN-2 resumed from a checkpoint total that shrank",
+                500,
+                100,
+                Some(1000),
+                Some(990),
+                490,
+                10,
+                Some(990),
+                false,
+            ),
+            (
+                "R-SYN-2 a page without a total keeps the known one",
+                100,
+                100,
+                Some(250),
+                None,
+                200,
+                0,
+                Some(250),
+                true,
+            ),
+            (
+                "R-SYN-2 no total ever: one page is all",
+                0,
+                100,
+                None,
+                None,
+                100,
+                0,
+                None,
+                true,
+            ),
+        ];
+        for (rule, start, read, known, total, next, back, known_after, done) in rows {
+            assert_eq!(
+                advance(start, read, known, total),
+                Advance {
+                    next,
+                    stepped_back: back,
+                    known_total: known_after,
+                    done,
+                },
+                "{rule}"
+            );
         }
     }
 }

@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
 use kiotviet::{KiotVietClient, KvError};
-use mapping::abaha::CustomerItem;
 use mapping::api::AbahaCustomer;
-use mapping::customers::{CustomerCore, first_phone};
-use mapping::hash::content_hash;
+use mapping::customers::first_phone;
 use mapping::kiotviet::Customer;
 use serde_json::{Value, json};
 use store::{Claim, Connection, IdKind, IdLink};
 
 use crate::api::{ApiResponse, parse_body};
 use crate::error::ApiError;
+pub use crate::links::{fingerprint, link_hash};
+use crate::links::{fingerprint_of_abaha, link_fingerprint, link_hash_of_kiotviet};
 use crate::service::Service;
 
 /// How long one matching may hold a customer before another push may take over, when the call
@@ -28,33 +28,6 @@ const CLAIM_SECS: i64 = 30;
 /// How long a push waits for another push of the same customer before answering 409.
 const WAIT_STEP: Duration = Duration::from_millis(100);
 const WAIT_STEPS: u32 = 30;
-
-/// What the two sides must agree on for a customer to count as unchanged ([`CustomerCore`]:
-/// phone, name, email, address, gender, birth date, normalised alike). The KiotViet code and ids
-/// are left out: Abaha does not hold the code, and ids are the link itself.
-pub fn fingerprint(item: &CustomerItem) -> String {
-    content_hash(&CustomerCore::from(item))
-}
-
-fn fingerprint_of_abaha(c: &AbahaCustomer) -> String {
-    content_hash(&CustomerCore::from(c))
-}
-
-/// The hash a customer link stores: the pull's content hash (everything Abaha receives) and the
-/// fingerprint (what both sides hold), so each direction compares what it can see.
-pub fn link_hash(item: &CustomerItem) -> String {
-    format!("{}.{}", content_hash(item), fingerprint(item))
-}
-
-fn link_fingerprint(hash: &str) -> Option<&str> {
-    hash.split_once('.').map(|(_, fp)| fp)
-}
-
-fn link_hash_of_kiotviet(c: &Customer) -> Option<String> {
-    mapping::customers::customer_item(c)
-        .ok()
-        .map(|i| link_hash(&i))
-}
 
 /// How a customer was matched in KiotViet (R-CUS-2).
 #[derive(Debug, Clone, PartialEq)]

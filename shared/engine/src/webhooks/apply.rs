@@ -125,7 +125,7 @@ pub async fn apply(svc: &Service, job: WebhookJob, deadline: Instant) -> Result<
             Collection::Customers,
             "customers",
             items,
-            crate::push::customers::link_hash,
+            crate::links::link_hash,
             &mut customers,
             &mut step,
             deadline,

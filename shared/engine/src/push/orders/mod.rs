@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use store::{Claim, Connection, IdKind};
 
-pub use links::{Origin, order_code_key, origins_of};
+pub use links::order_code_key;
 use plan::{Landed, check_order, claim_until, idempotency_key, reference};
 
 use crate::api::{ApiResponse, parse_body};

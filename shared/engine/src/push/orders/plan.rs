@@ -27,8 +27,7 @@ pub const MIN_POST_TIME: Duration = Duration::from_secs(3);
 /// The longest a claim lasts when the caller has no deadline (never on the API path).
 pub const NO_DEADLINE_CLAIM: Duration = Duration::from_secs(60);
 
-/// Prefix of our reference in a KiotViet order's delivery code.
-pub const REFERENCE_PREFIX: &str = "ABH-";
+pub use crate::links::REFERENCE_PREFIX;
 
 /// Longest id (order, customer, product, code) the service API takes, in bytes: DynamoDB keys
 /// hold 1 KiB of sort key, and no Abaha id comes near this.
