@@ -8,7 +8,6 @@
 //! - [`push`] — Abaha → KiotViet order and customer pushes (R-ORD-*, R-CUS-2/3).
 //! - [`service`] — the shared clients and ports, built once per container.
 
-pub mod api;
 pub mod connections;
 pub mod error;
 pub mod jobs;
@@ -23,8 +22,7 @@ pub mod sweep;
 pub mod telemetry;
 pub mod webhooks;
 
-pub use api::{ApiRequest, ApiResponse, handle};
-pub use error::{ApiError, JobError};
+pub use error::{EngineError, ErrorCode, JobError};
 pub use jobs::{Entity, SyncJob, fan_out, handle_job};
 pub use service::{Service, ServiceParts};
 pub use settings::Settings;

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use store::{Connection, LeaseAnswer};
 
-use crate::api::{ApiResponse, parse_body};
-use crate::error::ApiError;
+use crate::error::EngineError;
 use crate::jobs::{Entity, SyncJob};
 use crate::service::Service;
 
@@ -31,8 +30,8 @@ pub enum Trigger {
     Webhook,
 }
 
-/// The answer to a start request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The answer to a start request (`202 {"run_id", "already_running"}` on the service API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Started {
     pub run_id: String,
     pub already_running: bool,
@@ -86,37 +85,29 @@ pub fn is_final(state: &str) -> bool {
     matches!(state, "succeeded" | "partial" | "failed" | "skipped")
 }
 
-/// `POST /v1/shops/{shop}/sync` → 202 `{"run_id", "already_running"}`.
+/// `POST /v1/shops/{shop}/sync`: a run of what `req` asks for (default: every switched-on part,
+/// incremental), or the shop's active run.
 pub async fn start_from_api(
     svc: &Service,
     shop: &str,
-    body: &[u8],
-) -> Result<ApiResponse, ApiError> {
-    let req: SyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SyncRequest::default()
-    } else {
-        parse_body(body)?
-    };
+    req: SyncRequest,
+) -> Result<Started, EngineError> {
     let conn = svc
         .store
         .get_connection(shop)
         .await?
-        .ok_or_else(|| ApiError::unknown_shop(shop))?;
+        .ok_or_else(|| EngineError::unknown_shop(shop))?;
     let requested: Option<Vec<Entity>> = req
         .entities
         .map(|list| list.into_iter().map(Entity::from).collect());
-    let started = start(
+    start(
         svc,
         &conn,
         requested,
         req.full.unwrap_or(false),
         Trigger::Api,
     )
-    .await?;
-    Ok(ApiResponse::json(
-        202,
-        json!({"run_id": started.run_id, "already_running": started.already_running}),
-    ))
+    .await
 }
 
 /// Starts a run of `entities` (default: every switched-on entity) unless one is active.
@@ -126,7 +117,7 @@ pub async fn start(
     entities: Option<Vec<Entity>>,
     full: bool,
     trigger: Trigger,
-) -> Result<Started, ApiError> {
+) -> Result<Started, EngineError> {
     let shop = conn.shop_id.as_str();
     let switched_on: Vec<Entity> = Entity::ALL
         .into_iter()
@@ -135,7 +126,7 @@ pub async fn start(
     let entities = match entities {
         None => switched_on,
         Some(list) if list.is_empty() => {
-            return Err(ApiError::validation(
+            return Err(EngineError::validation(
                 "entities is empty: name at least one of categories, products, customers, invoices, or leave it out to sync every switched-on part.",
             ));
         }
@@ -147,7 +138,7 @@ pub async fn start(
                 .map(|e| e.as_str())
                 .collect();
             if !off.is_empty() {
-                return Err(ApiError::validation(format!(
+                return Err(EngineError::validation(format!(
                     "These parts are switched off for this shop: {}. Switch them on in the connection first.",
                     off.join(", ")
                 ))
@@ -160,7 +151,7 @@ pub async fn start(
         }
     };
     if entities.is_empty() {
-        return Err(ApiError::validation(
+        return Err(EngineError::validation(
             "Nothing to sync: products, customers and orders are all switched off for this shop.",
         ));
     }
@@ -269,7 +260,7 @@ pub async fn start(
                 .set_run_state(shop, &run_id, "failed", Some(now))
                 .await;
             let _ = svc.store.release_lease(shop, RUN_SCOPE, &run_id).await;
-            return Err(ApiError::unavailable(
+            return Err(EngineError::unavailable(
                 "The sync could not be queued. Nothing was started; please press Sync again in a minute.",
             ));
         }
@@ -307,17 +298,28 @@ async fn prepay_first_pages(
     }
 }
 
-/// The run state as readers see it: a run whose parts have started is running, although only
-/// its parts' reports say so (the pulls do not write the run's state when they start).
-fn as_shown(mut report: Value) -> Value {
-    let started = report["state"] == "queued"
-        && report["entities"]
-            .as_object()
-            .is_some_and(|e| e.values().any(|v| v["state"] != "queued"));
-    if started {
-        report["state"] = Value::from("running");
+/// A run's report as readers see it (CONTRACTS §1 "Run report").
+///
+/// The stored report as it is, until the store ports answer `mapping::api::RunReport` (the typed
+/// report carries no `trigger`, `full`, `read` or `waiting_until` yet, so reading into it now
+/// would drop fields the answers have today).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct RunView(pub Value);
+
+impl RunView {
+    /// A run whose parts have started is running, although only its parts' reports say so (the
+    /// pulls do not write the run's state when they start).
+    fn as_shown(mut report: Value) -> Self {
+        let started = report["state"] == "queued"
+            && report["entities"]
+                .as_object()
+                .is_some_and(|e| e.values().any(|v| v["state"] != "queued"));
+        if started {
+            report["state"] = Value::from("running");
+        }
+        RunView(report)
     }
-    report
 }
 
 /// Run ids sort by time, so the newest run of a shop is easy to find and to read in logs.
@@ -327,14 +329,14 @@ pub(crate) fn new_run_id(now: DateTime<Utc>) -> String {
 }
 
 /// `GET /v1/shops/{shop}/sync`: the latest run.
-pub async fn latest(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> {
+pub async fn latest(svc: &Service, shop: &str) -> Result<RunView, EngineError> {
     match svc.store.latest_run(shop).await? {
-        Some(report) => Ok(ApiResponse::json(200, as_shown(report))),
+        Some(report) => Ok(RunView::as_shown(report)),
         None => {
             if svc.store.get_connection(shop).await?.is_none() {
-                return Err(ApiError::unknown_shop(shop));
+                return Err(EngineError::unknown_shop(shop));
             }
-            Err(ApiError::not_found(
+            Err(EngineError::not_found(
                 "This shop has not synced yet. Press Sync (POST /v1/shops/{shop}/sync) to start.",
             ))
         }
@@ -342,10 +344,10 @@ pub async fn latest(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> 
 }
 
 /// `GET /v1/shops/{shop}/sync/{run_id}`.
-pub async fn one(svc: &Service, shop: &str, run_id: &str) -> Result<ApiResponse, ApiError> {
+pub async fn one(svc: &Service, shop: &str, run_id: &str) -> Result<RunView, EngineError> {
     match svc.store.get_run(shop, run_id).await? {
-        Some(report) => Ok(ApiResponse::json(200, as_shown(report))),
-        None => Err(ApiError::not_found(format!(
+        Some(report) => Ok(RunView::as_shown(report)),
+        None => Err(EngineError::not_found(format!(
             "There is no run {run_id} for shop {shop}."
         ))),
     }

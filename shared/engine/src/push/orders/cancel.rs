@@ -10,10 +10,10 @@ use store::{Claim, Connection, IdKind};
 
 use super::plan::claim_until;
 use super::{
-    Attempt, Failed, Held, OrderPushed, Pushed, Record, Then, find_order, finish, in_progress,
-    keep_attempt, lookup_failed, order_content, read_record,
+    Attempt, CancelAnswer, Failed, Held, OrderPushed, Pushed, Record, Then, find_order, finish,
+    in_progress, keep_attempt, lookup_failed, order_content, read_record,
 };
-use crate::error::ApiError;
+use crate::error::{EngineError, ErrorCode};
 use crate::service::Service;
 
 /// R-ORD-2: a cancel after the push is not sent to KiotViet; the owner is asked to do it, once
@@ -23,7 +23,7 @@ pub(super) async fn cancel(
     conn: &Connection,
     order: &AbahaOrder,
     deadline: Deadline,
-) -> Result<OrderPushed, ApiError> {
+) -> Result<OrderPushed, EngineError> {
     let shop = conn.shop_id.as_str();
     let now = svc.now();
     let held = Held::new(svc, shop, &order.id, deadline, now);
@@ -62,7 +62,7 @@ async fn cancel_unpushed(
     svc: &Service,
     shop: &str,
     order: &AbahaOrder,
-) -> Result<OrderPushed, ApiError> {
+) -> Result<OrderPushed, EngineError> {
     if let Some(invoice_id) = svc
         .store
         .kiotviet_for_abaha(shop, IdKind::Invoice, &order.id)
@@ -96,9 +96,7 @@ async fn cancel_unpushed(
         Claim::InProgress { until } => return Err(in_progress(until, now)),
         Claim::Completed(_) => {}
     }
-    Err(ApiError::new(
-        422,
-        "status_not_pushable",
+    Err(EngineError::new(ErrorCode::StatusNotPushable,
         "This order is cancelled and was never pushed to KiotViet FnB, so there is nothing to do; it will not be sent later either.",
     )
     .with_details(json!({"status": "cancelled"})))
@@ -148,7 +146,7 @@ async fn record_cancel(
     shop: &str,
     order: &AbahaOrder,
     p: &Pushed,
-) -> Result<OrderPushed, ApiError> {
+) -> Result<OrderPushed, EngineError> {
     let action = json!({
         "kind": "cancel_order_in_kiotviet",
         "kiotviet_id": p.kiotviet_order_id,
@@ -167,7 +165,7 @@ async fn record_cancel_action(
     shop: &str,
     order: &AbahaOrder,
     action: Value,
-) -> Result<OrderPushed, ApiError> {
+) -> Result<OrderPushed, EngineError> {
     let cancel_key = format!("cancel#{}", order.id);
     let holder = uuid::Uuid::new_v4().to_string();
     let now = svc.now();
@@ -178,9 +176,9 @@ async fn record_cancel_action(
     {
         // Already recorded: the same answer, and no second line in the report.
         Claim::Completed(action) => {
-            return Ok(OrderPushed::CancelRecorded(
-                json!({"manual_action": action}),
-            ));
+            return Ok(OrderPushed::CancelRecorded(CancelAnswer {
+                manual_action: action,
+            }));
         }
         Claim::InProgress { until } => return Err(in_progress(until, now)),
         Claim::Claimed { .. } => {}
@@ -191,7 +189,7 @@ async fn record_cancel_action(
             .complete(shop, &cancel_key, &holder, &action)
             .await
             .map(|_| ())
-            .map_err(ApiError::from),
+            .map_err(EngineError::from),
         Err(e) => Err(e),
     };
     if let Err(e) = recorded {
@@ -200,13 +198,17 @@ async fn record_cancel_action(
         }
         return Err(e);
     }
-    Ok(OrderPushed::CancelRecorded(
-        json!({"manual_action": action}),
-    ))
+    Ok(OrderPushed::CancelRecorded(CancelAnswer {
+        manual_action: action,
+    }))
 }
 
 /// Manual actions outside a sync run go to the shop's latest run report, where the owner reads them.
-async fn record_manual_action(svc: &Service, shop: &str, action: &Value) -> Result<(), ApiError> {
+async fn record_manual_action(
+    svc: &Service,
+    shop: &str,
+    action: &Value,
+) -> Result<(), EngineError> {
     let run_id = match svc.store.latest_run(shop).await? {
         Some(r) => r.get("run_id").and_then(Value::as_str).map(str::to_string),
         None => None,

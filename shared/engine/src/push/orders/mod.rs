@@ -27,8 +27,7 @@ use store::{Claim, Connection, IdKind};
 pub use links::{Origin, order_code_key, origins_of};
 use plan::{Landed, check_order, claim_until, idempotency_key, reference};
 
-use crate::api::{ApiResponse, parse_body};
-use crate::error::ApiError;
+use crate::error::{EngineError, ErrorCode};
 use crate::push::customers::{self, kv_error};
 use crate::service::Service;
 
@@ -94,69 +93,75 @@ struct Found {
     expected_delivery: Option<String>,
 }
 
-/// How a push ended, before it becomes an HTTP answer.
-#[derive(Debug)]
+/// How a push ended; the service API answers each with its own status.
+#[derive(Debug, Clone, PartialEq)]
 pub enum OrderPushed {
     /// 201: created in KiotViet now, or found there after an interrupted attempt.
-    Created(Value),
+    Created(OrderAnswer),
     /// 200: pushed before; the same answer (R-ORD-5), maybe noting an edit (R-ORD-7).
-    Replayed(Value),
+    Replayed(OrderAnswer),
     /// 200: the order came from a KiotViet invoice (the invoice pull made it); nothing is sent.
-    FromInvoice(Value),
+    FromInvoice(OrderAnswer),
     /// 202: a cancel after the push, listed as a manual action (R-ORD-2).
-    CancelRecorded(Value),
+    CancelRecorded(CancelAnswer),
 }
 
-impl From<OrderPushed> for ApiResponse {
-    fn from(p: OrderPushed) -> Self {
-        match p {
-            OrderPushed::Created(body) => ApiResponse::json(201, body),
-            OrderPushed::Replayed(body) | OrderPushed::FromInvoice(body) => {
-                ApiResponse::json(200, body)
-            }
-            OrderPushed::CancelRecorded(body) => ApiResponse::json(202, body),
-        }
-    }
+/// The KiotViet order of an Abaha order (CONTRACTS §1 "Order body" answers).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderAnswer {
+    /// None only for an order made from a KiotViet invoice (no KiotViet order exists).
+    pub kiotviet_order_id: Option<i64>,
+    pub kiotviet_order_code: Option<String>,
+    pub expected_delivery: Option<String>,
+    pub replayed: bool,
+    /// R-ORD-7: a repeat whose content differs from what was pushed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_after_push: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kiotviet_invoice_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
-/// `POST /v1/shops/{shop}/orders`.
+/// A cancel after the push: the manual action the owner is asked to do (R-ORD-2).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CancelAnswer {
+    pub manual_action: Value,
+}
+
+/// `POST /v1/shops/{shop}/orders`: checks the order (R-ORD-1, R-ORD-6), then pushes, cancels or
+/// refuses it.
 pub async fn push_from_api(
     svc: &Service,
     shop: &str,
-    body: &[u8],
+    order: AbahaOrder,
     deadline: Deadline,
-) -> Result<ApiResponse, ApiError> {
-    let order: AbahaOrder = parse_body(body)?;
+) -> Result<OrderPushed, EngineError> {
     let status = OrderStatus::parse(&order.status).map_err(|e| {
-        ApiError::validation(format!(
+        EngineError::validation(format!(
             "Unknown order status: {e}. Use one of cart, placed, approved, packed, shipped, completed, closed, cancelled (or Abaha's numeric codes)."
         ))
         .with_details(json!({"field": "status"}))
     })?;
     let order = check_order(order, status).map_err(|e| {
-        ApiError::validation(e.message.clone()).with_details(json!({"field": e.field}))
+        EngineError::validation(e.message.clone()).with_details(json!({"field": e.field}))
     })?;
     let conn = svc
         .store
         .get_connection(shop)
         .await?
-        .ok_or_else(|| ApiError::unknown_shop(shop))?;
+        .ok_or_else(|| EngineError::unknown_shop(shop))?;
     if !conn.sync.orders {
-        return Err(ApiError::new(
-            422,
-            "orders_sync_disabled",
+        return Err(EngineError::new(
+            ErrorCode::OrdersSyncDisabled,
             "Order sync is switched off for this shop; switch it on in the connection to push orders to KiotViet FnB.",
         ));
     }
     if status == OrderStatus::Cancelled {
-        return cancel::cancel(svc, &conn, &order, deadline)
-            .await
-            .map(Into::into);
+        return cancel::cancel(svc, &conn, &order, deadline).await;
     }
     if !status.is_pushable() {
-        return Err(ApiError::new(
-            422,
-            "status_not_pushable",
+        return Err(EngineError::new(ErrorCode::StatusNotPushable,
             format!(
                 "Orders are pushed to KiotViet FnB once placed (placed, approved, packed, shipped or completed); this order is '{}'. Nothing was created.",
                 status.as_str()
@@ -164,7 +169,7 @@ pub async fn push_from_api(
         )
         .with_details(json!({"status": status.as_str()})));
     }
-    push(svc, &conn, &order, deadline).await.map(Into::into)
+    push(svc, &conn, &order, deadline).await
 }
 
 /// One claim of one push: the key, the holder token, and until when it holds.
@@ -229,7 +234,7 @@ pub async fn push(
     conn: &Connection,
     order: &AbahaOrder,
     deadline: Deadline,
-) -> Result<OrderPushed, ApiError> {
+) -> Result<OrderPushed, EngineError> {
     let shop = conn.shop_id.as_str();
     let content = content_hash(&order_content(order));
     let now = svc.now();
@@ -251,9 +256,9 @@ pub async fn push(
     }
 }
 
-type Failed = (ApiError, Then);
+type Failed = (EngineError, Then);
 
-fn keep_attempt<E: Into<ApiError>>(e: E) -> Failed {
+fn keep_attempt<E: Into<EngineError>>(e: E) -> Failed {
     (
         e.into(),
         Then::Release {
@@ -333,7 +338,7 @@ async fn push_claimed(
         .time_left()
         .is_some_and(|left| left < plan::MIN_POST_TIME)
     {
-        return Err(keep_attempt(ApiError::kiotviet_unavailable()));
+        return Err(keep_attempt(EngineError::kiotviet_unavailable()));
     }
     let record = json!(Attempt {
         reference: reference.clone(),
@@ -399,9 +404,7 @@ async fn push_claimed(
                 tracing::warn!(shop, order = %order.id, error = %e, "order POST may have reached KiotViet");
                 let wait = plan::seconds_until(held.until, svc.now());
                 Err((
-                    ApiError::new(
-                        502,
-                        "kiotviet_unavailable",
+                    EngineError::new(ErrorCode::KiotvietUnavailable,
                         format!(
                             "KiotViet FnB did not confirm this order in time; it may have been created there. Retry in {wait} seconds: the push then checks KiotViet FnB for it before creating anything, so the order is never made twice."
                         ),
@@ -416,7 +419,11 @@ async fn push_claimed(
 }
 
 /// R-ORD-6: every line must map to a KiotViet product, or nothing is created.
-async fn mapped_lines(svc: &Service, shop: &str, order: &AbahaOrder) -> Result<Vec<i64>, ApiError> {
+async fn mapped_lines(
+    svc: &Service,
+    shop: &str,
+    order: &AbahaOrder,
+) -> Result<Vec<i64>, EngineError> {
     let mut product_ids = Vec::with_capacity(order.lines.len());
     let mut unmapped = Vec::new();
     for (i, line) in order.lines.iter().enumerate() {
@@ -432,9 +439,7 @@ async fn mapped_lines(svc: &Service, shop: &str, order: &AbahaOrder) -> Result<V
     if unmapped.is_empty() {
         return Ok(product_ids);
     }
-    Err(ApiError::new(
-        422,
-        "unmapped_lines",
+    Err(EngineError::new(ErrorCode::UnmappedLines,
         format!(
             "{} line(s) name products that do not come from KiotViet FnB (or are not synced yet). Sync products first, or replace those products. Nothing was created.",
             unmapped.len()
@@ -450,7 +455,7 @@ async fn order_customer(
     conn: &Connection,
     kv: &KiotVietClient,
     order: &AbahaOrder,
-) -> Result<Option<i64>, ApiError> {
+) -> Result<Option<i64>, EngineError> {
     let Some(c) = &order.customer else {
         return Ok(None);
     };
@@ -560,9 +565,7 @@ async fn finish(
         tracing::error!(shop, order = %order.id, error = %e, "order is in KiotViet but could not be recorded");
         let wait = plan::seconds_until(held.until, svc.now());
         (
-            ApiError::new(
-                503,
-                "service_unavailable",
+            EngineError::new(ErrorCode::ServiceUnavailable,
                 format!(
                     "KiotViet FnB has this order as {} but our storage could not record it. Retry in {wait} seconds: the push then confirms that same order and creates nothing new.",
                     pushed.kiotviet_order_code
@@ -594,48 +597,50 @@ async fn finish(
     Ok(pushed)
 }
 
-fn answer(p: &Pushed, replayed: bool) -> Value {
-    json!({
-        "kiotviet_order_id": p.kiotviet_order_id,
-        "kiotviet_order_code": p.kiotviet_order_code,
-        "expected_delivery": p.expected_delivery,
-        "replayed": replayed,
-    })
+fn answer(p: &Pushed, replayed: bool) -> OrderAnswer {
+    OrderAnswer {
+        kiotviet_order_id: Some(p.kiotviet_order_id),
+        kiotviet_order_code: Some(p.kiotviet_order_code.clone()),
+        expected_delivery: p.expected_delivery.clone(),
+        replayed,
+        edited_after_push: None,
+        kiotviet_invoice_id: None,
+        message: None,
+    }
 }
 
 fn from_invoice(order: &AbahaOrder, invoice_id: i64) -> OrderPushed {
-    OrderPushed::FromInvoice(json!({
-        "kiotviet_order_id": null,
-        "kiotviet_order_code": null,
-        "expected_delivery": null,
-        "replayed": true,
-        "kiotviet_invoice_id": invoice_id,
-        "message": format!(
+    OrderPushed::FromInvoice(OrderAnswer {
+        kiotviet_order_id: None,
+        kiotviet_order_code: None,
+        expected_delivery: None,
+        replayed: true,
+        edited_after_push: None,
+        kiotviet_invoice_id: Some(invoice_id),
+        message: Some(format!(
             "Abaha order {} was made by this service from KiotViet FnB invoice {invoice_id}: the sale is already in KiotViet FnB, so nothing was sent.",
             order.id
-        ),
-    }))
+        )),
+    })
 }
 
 /// An interrupted attempt could not be looked for: nothing new is created, and the owner is told
 /// what to check when KiotViet cannot list orders at all (`GET /orders` is unconfirmed on FnB).
-fn lookup_failed(e: &KvError, reference: &str) -> ApiError {
+fn lookup_failed(e: &KvError, reference: &str) -> EngineError {
     let message = match e {
         KvError::NotFound { .. } => format!(
             "An earlier push of this order was interrupted, and this KiotViet FnB shop does not let us list its orders to see whether it arrived. Nothing new was created: look in KiotViet FnB for an order whose delivery code is {reference} before creating it by hand."
         ),
         _ => "An earlier push of this order was interrupted and KiotViet FnB could not be asked whether it arrived. Nothing new was created; try again in a few minutes.".to_string(),
     };
-    ApiError::new(502, "kiotviet_unavailable", message)
+    EngineError::new(ErrorCode::KiotvietUnavailable, message)
         .with_retry_after(30)
         .with_details(json!({"reference": reference}))
 }
 
-fn in_progress(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
+fn in_progress(until: DateTime<Utc>, now: DateTime<Utc>) -> EngineError {
     let secs = plan::seconds_until(until, now);
-    ApiError::new(
-        409,
-        "push_in_progress",
+    EngineError::new(ErrorCode::PushInProgress,
         format!(
             "This order is being pushed right now, or an attempt KiotViet FnB has not confirmed may still arrive there. Try again in {secs} seconds; it will not be created twice."
         ),
@@ -643,32 +648,30 @@ fn in_progress(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
     .with_retry_after(secs)
 }
 
-fn read_record(stored: Value) -> Result<Record, ApiError> {
+fn read_record(stored: Value) -> Result<Record, EngineError> {
     serde_json::from_value(stored).map_err(|e| {
         tracing::error!(error = %e, "a completed push record cannot be read");
-        ApiError::internal()
+        EngineError::internal()
     })
 }
 
-fn cancelled_before_push() -> ApiError {
-    ApiError::new(
-        422,
-        "status_not_pushable",
+fn cancelled_before_push() -> EngineError {
+    EngineError::new(ErrorCode::StatusNotPushable,
         "This order was cancelled before it was ever pushed to KiotViet FnB, so it is never sent. Create a new order in Abaha if the sale should happen.",
     )
     .with_details(json!({"status": "cancelled"}))
 }
 
 /// R-ORD-5 replay; R-ORD-7: an edited order is not pushed again, and the answer says why.
-fn replay(stored: Value, content: &str) -> Result<OrderPushed, ApiError> {
+fn replay(stored: Value, content: &str) -> Result<OrderPushed, EngineError> {
     let p = match read_record(stored)? {
         Record::Pushed(p) => p,
         Record::Cancelled { .. } => return Err(cancelled_before_push()),
     };
     let mut body = answer(&p, true);
     if p.content != content {
-        body["edited_after_push"] = json!(true);
-        body["message"] = json!(format!(
+        body.edited_after_push = Some(true);
+        body.message = Some(format!(
             "This order was already pushed as {}. Edits are made in KiotViet FnB and come back to Abaha with the invoice; nothing was sent.",
             p.kiotviet_order_code
         ));
