@@ -18,6 +18,10 @@ use crate::error::EngineError;
 use crate::jobs::{Entity, SyncJob};
 use crate::service::Service;
 
+mod read;
+
+pub use read::{RunView, latest, one};
+
 /// The lease scope that marks a shop's active run.
 pub const RUN_SCOPE: &str = "run";
 
@@ -298,59 +302,10 @@ async fn prepay_first_pages(
     }
 }
 
-/// A run's report as readers see it (CONTRACTS §1 "Run report").
-///
-/// The stored report as it is, until the store ports answer `mapping::api::RunReport` (the typed
-/// report carries no `trigger`, `full`, `read` or `waiting_until` yet, so reading into it now
-/// would drop fields the answers have today).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(transparent)]
-pub struct RunView(pub Value);
-
-impl RunView {
-    /// A run whose parts have started is running, although only its parts' reports say so (the
-    /// pulls do not write the run's state when they start).
-    fn as_shown(mut report: Value) -> Self {
-        let started = report["state"] == "queued"
-            && report["entities"]
-                .as_object()
-                .is_some_and(|e| e.values().any(|v| v["state"] != "queued"));
-        if started {
-            report["state"] = Value::from("running");
-        }
-        RunView(report)
-    }
-}
-
 /// Run ids sort by time, so the newest run of a shop is easy to find and to read in logs.
 pub(crate) fn new_run_id(now: DateTime<Utc>) -> String {
     let suffix: u32 = rand::random();
     format!("run-{}-{:08x}", now.format("%Y%m%dT%H%M%S%3fZ"), suffix)
-}
-
-/// `GET /v1/shops/{shop}/sync`: the latest run.
-pub async fn latest(svc: &Service, shop: &str) -> Result<RunView, EngineError> {
-    match svc.store.latest_run(shop).await? {
-        Some(report) => Ok(RunView::as_shown(report)),
-        None => {
-            if svc.store.get_connection(shop).await?.is_none() {
-                return Err(EngineError::unknown_shop(shop));
-            }
-            Err(EngineError::not_found(
-                "This shop has not synced yet. Press Sync (POST /v1/shops/{shop}/sync) to start.",
-            ))
-        }
-    }
-}
-
-/// `GET /v1/shops/{shop}/sync/{run_id}`.
-pub async fn one(svc: &Service, shop: &str, run_id: &str) -> Result<RunView, EngineError> {
-    match svc.store.get_run(shop, run_id).await? {
-        Some(report) => Ok(RunView::as_shown(report)),
-        None => Err(EngineError::not_found(format!(
-            "There is no run {run_id} for shop {shop}."
-        ))),
-    }
 }
 
 /// After an entity ended: if every entity of the run has, the run ends too, with a state that

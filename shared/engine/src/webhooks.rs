@@ -11,6 +11,7 @@
 //!   disconnect.
 
 mod apply;
+mod plan;
 mod receive;
 pub mod registration;
 mod signature;
