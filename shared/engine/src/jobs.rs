@@ -14,7 +14,7 @@ use serde_json::Value;
 use store::{Connection, LeaseAnswer};
 use tracing::Instrument;
 
-use crate::error::{ApiError, JobError};
+use crate::error::{EngineError, JobError};
 pub use crate::model::{Entity, EntitySwitch, JobMessage, SyncJob};
 use crate::pull::{self, PullEnd};
 pub use crate::queues::EntityQueue;
@@ -276,7 +276,7 @@ pub async fn fan_out(svc: &Service) -> Result<FanOut, store::StoreError> {
     // Boxed, so the future stays Send for any lifetime (the dispatcher and the local stack spawn it).
     type Start<'a> = std::pin::Pin<
         Box<
-            dyn std::future::Future<Output = (&'a Connection, Result<runs::Started, ApiError>)>
+            dyn std::future::Future<Output = (&'a Connection, Result<runs::Started, EngineError>)>
                 + Send
                 + 'a,
         >,

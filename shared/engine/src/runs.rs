@@ -10,55 +10,51 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use mapping::api::{EntityReport, ManualAction, RunReport, RunState, SyncRequest};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use store::{Connection, LeaseAnswer};
 
-use crate::api::{ApiResponse, parse_body};
-use crate::error::ApiError;
+use crate::error::EngineError;
 use crate::model::{Entity, EntitySwitch, SyncJob};
 pub use crate::model::{RUN_SCOPE, Tally};
 use crate::queues::EntityQueue;
 use crate::service::Service;
 
+mod read;
+
+pub use read::{latest, one};
+
 /// What started a run (the report's `trigger`).
 pub use mapping::api::Trigger;
 
-/// The answer to a start request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The answer to a start request (`202 {"run_id", "already_running"}` on the service API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Started {
     pub run_id: String,
     pub already_running: bool,
 }
 
-/// `POST /v1/shops/{shop}/sync` → 202 `{"run_id", "already_running"}`.
+/// `POST /v1/shops/{shop}/sync`: a run of what `req` asks for (default: every switched-on part,
+/// incremental), or the shop's active run.
 pub async fn start_from_api(
     svc: &Service,
     shop: &str,
-    body: &[u8],
-) -> Result<ApiResponse, ApiError> {
-    let req: SyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SyncRequest::default()
-    } else {
-        parse_body(body)?
-    };
+    req: SyncRequest,
+) -> Result<Started, EngineError> {
     let conn = svc
         .store
         .get_connection(shop)
         .await?
-        .ok_or_else(|| ApiError::unknown_shop(shop))?;
+        .ok_or_else(|| EngineError::unknown_shop(shop))?;
     let requested: Option<Vec<Entity>> = req.entities;
-    let started = start(
+    start(
         svc,
         &conn,
         requested,
         req.full.unwrap_or(false),
         Trigger::Api,
     )
-    .await?;
-    Ok(ApiResponse::json(
-        202,
-        json!({"run_id": started.run_id, "already_running": started.already_running}),
-    ))
+    .await
 }
 
 /// Starts a run of `entities` (default: every switched-on entity) unless one is active.
@@ -68,7 +64,7 @@ pub async fn start(
     entities: Option<Vec<Entity>>,
     full: bool,
     trigger: Trigger,
-) -> Result<Started, ApiError> {
+) -> Result<Started, EngineError> {
     let shop = conn.shop_id.as_str();
     let switched_on: Vec<Entity> = Entity::ALL
         .into_iter()
@@ -77,7 +73,7 @@ pub async fn start(
     let entities = match entities {
         None => switched_on,
         Some(list) if list.is_empty() => {
-            return Err(ApiError::validation(
+            return Err(EngineError::validation(
                 "entities is empty: name at least one of categories, products, customers, invoices, or leave it out to sync every switched-on part.",
             ));
         }
@@ -89,7 +85,7 @@ pub async fn start(
                 .map(|e| e.as_str())
                 .collect();
             if !off.is_empty() {
-                return Err(ApiError::validation(format!(
+                return Err(EngineError::validation(format!(
                     "These parts are switched off for this shop: {}. Switch them on in the connection first.",
                     off.join(", ")
                 ))
@@ -102,7 +98,7 @@ pub async fn start(
         }
     };
     if entities.is_empty() {
-        return Err(ApiError::validation(
+        return Err(EngineError::validation(
             "Nothing to sync: products, customers and orders are all switched off for this shop.",
         ));
     }
@@ -197,7 +193,7 @@ pub async fn start(
                 .set_run_state(shop, &run_id, RunState::Failed, Some(now))
                 .await;
             let _ = svc.store.release_lease(shop, RUN_SCOPE, &run_id).await;
-            return Err(ApiError::unavailable(
+            return Err(EngineError::unavailable(
                 "The sync could not be queued. Nothing was started; please press Sync again in a minute.",
             ));
         }
@@ -274,35 +270,6 @@ pub async fn record_manual_actions(
 pub(crate) fn new_run_id(now: DateTime<Utc>) -> String {
     let suffix: u32 = rand::random();
     format!("run-{}-{:08x}", now.format("%Y%m%dT%H%M%S%3fZ"), suffix)
-}
-
-fn report_json(report: RunReport) -> Value {
-    serde_json::to_value(report).unwrap_or(Value::Null)
-}
-
-/// `GET /v1/shops/{shop}/sync`: the latest run.
-pub async fn latest(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> {
-    match svc.store.latest_run(shop).await? {
-        Some(report) => Ok(ApiResponse::json(200, report_json(report.as_shown()))),
-        None => {
-            if svc.store.get_connection(shop).await?.is_none() {
-                return Err(ApiError::unknown_shop(shop));
-            }
-            Err(ApiError::not_found(
-                "This shop has not synced yet. Press Sync (POST /v1/shops/{shop}/sync) to start.",
-            ))
-        }
-    }
-}
-
-/// `GET /v1/shops/{shop}/sync/{run_id}`.
-pub async fn one(svc: &Service, shop: &str, run_id: &str) -> Result<ApiResponse, ApiError> {
-    match svc.store.get_run(shop, run_id).await? {
-        Some(report) => Ok(ApiResponse::json(200, report_json(report.as_shown()))),
-        None => Err(ApiError::not_found(format!(
-            "There is no run {run_id} for shop {shop}."
-        ))),
-    }
 }
 
 /// After an entity ended: if every entity of the run has, the run ends too, with a state that

@@ -11,10 +11,10 @@ use store::{Claim, Connection, IdKind};
 
 use super::plan::claim_until;
 use super::{
-    Attempt, Failed, Held, OrderPushed, Pushed, Record, Then, find_order, finish, in_progress,
-    keep_attempt, lookup_failed, order_content, read_record,
+    Attempt, CancelAnswer, Failed, Held, OrderPushed, Pushed, Record, Then, find_order, finish,
+    in_progress, keep_attempt, lookup_failed, order_content, read_record,
 };
-use crate::error::ApiError;
+use crate::error::{EngineError, ErrorCode};
 use crate::service::Service;
 
 /// R-ORD-2: a cancel after the push is not sent to KiotViet; the owner is asked to do it, once
@@ -24,7 +24,7 @@ pub(super) async fn cancel(
     conn: &Connection,
     order: &AbahaOrder,
     deadline: Deadline,
-) -> Result<OrderPushed, ApiError> {
+) -> Result<OrderPushed, EngineError> {
     let shop = conn.shop_id.as_str();
     let now = svc.now();
     let held = Held::new(svc, shop, &order.id, deadline, now);
@@ -63,7 +63,7 @@ async fn cancel_unpushed(
     svc: &Service,
     shop: &str,
     order: &AbahaOrder,
-) -> Result<OrderPushed, ApiError> {
+) -> Result<OrderPushed, EngineError> {
     if let Some(invoice_id) = svc
         .store
         .kiotviet_for_abaha(shop, IdKind::Invoice, &order.id)
@@ -97,9 +97,7 @@ async fn cancel_unpushed(
         Claim::InProgress { until } => return Err(in_progress(until, now)),
         Claim::Completed(_) => {}
     }
-    Err(ApiError::new(
-        422,
-        "status_not_pushable",
+    Err(EngineError::new(ErrorCode::StatusNotPushable,
         "This order is cancelled and was never pushed to KiotViet FnB, so there is nothing to do; it will not be sent later either.",
     )
     .with_details(json!({"status": "cancelled"})))
@@ -149,7 +147,7 @@ async fn record_cancel(
     shop: &str,
     order: &AbahaOrder,
     p: &Pushed,
-) -> Result<OrderPushed, ApiError> {
+) -> Result<OrderPushed, EngineError> {
     let action = ManualAction::new(
         ManualActionKind::CancelOrderInKiotviet,
         Some(p.kiotviet_order_id),
@@ -169,7 +167,7 @@ async fn record_cancel_action(
     shop: &str,
     order: &AbahaOrder,
     action: ManualAction,
-) -> Result<OrderPushed, ApiError> {
+) -> Result<OrderPushed, EngineError> {
     let cancel_key = format!("cancel#{}", order.id);
     let holder = uuid::Uuid::new_v4().to_string();
     let now = svc.now();
@@ -180,9 +178,9 @@ async fn record_cancel_action(
     {
         // Already recorded: the same answer, and no second line in the report.
         Claim::Completed(action) => {
-            return Ok(OrderPushed::CancelRecorded(
-                json!({"manual_action": action}),
-            ));
+            return Ok(OrderPushed::CancelRecorded(CancelAnswer {
+                manual_action: action,
+            }));
         }
         Claim::InProgress { until } => return Err(in_progress(until, now)),
         Claim::Claimed { .. } => {}
@@ -195,14 +193,14 @@ async fn record_cancel_action(
         std::slice::from_ref(&action),
     )
     .await
-    .map_err(ApiError::from)
+    .map_err(EngineError::from)
     {
         Ok(()) => svc
             .store
             .complete(shop, &cancel_key, &holder, &answer)
             .await
             .map(|_| ())
-            .map_err(ApiError::from),
+            .map_err(EngineError::from),
         Err(e) => Err(e),
     };
     if let Err(e) = recorded {
@@ -211,7 +209,7 @@ async fn record_cancel_action(
         }
         return Err(e);
     }
-    Ok(OrderPushed::CancelRecorded(
-        json!({"manual_action": action}),
-    ))
+    Ok(OrderPushed::CancelRecorded(CancelAnswer {
+        manual_action: answer,
+    }))
 }
