@@ -125,6 +125,17 @@ mod tests {
         assert_eq!(req.body().as_ref(), br#"{"full": true}"#);
     }
 
+    #[tokio::test]
+    async fn given_a_named_stage_then_the_router_is_told_the_route_path() {
+        // The API Gateway request as the router receives it (its body now axum's).
+        let req = event("api-sync-named-stage.json").map(axum::body::Body::new);
+        let req = with_route_path(req).await;
+        assert_eq!(
+            req.extensions().get::<service_api::RoutePath>(),
+            Some(&service_api::RoutePath("/v1/shops/cafe-1/sync".into()))
+        );
+    }
+
     #[test]
     fn given_a_custom_domain_base_path_then_the_mapping_key_is_not_part_of_the_route_path() {
         let req = event("api-run-custom-domain.json");
