@@ -309,6 +309,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_error_says_its_disposition() {
+        let wait = Some(Duration::from_secs(5));
+        let rows = [
+            (
+                AbahaError::RateLimited { retry_after: wait },
+                Disposition::Throttled { retry_after: wait },
+            ),
+            (
+                AbahaError::Transient {
+                    status: Some(503),
+                    message: "down".into(),
+                },
+                Disposition::Transient,
+            ),
+            (
+                AbahaError::Deadline,
+                Disposition::HandOver { resume_at: None },
+            ),
+            (AbahaError::Unauthorized, Disposition::Permanent),
+            (
+                AbahaError::UnknownShop { shop: "s".into() },
+                Disposition::Permanent,
+            ),
+            (
+                AbahaError::Rejected {
+                    status: 422,
+                    code: "c".into(),
+                    message: "m".into(),
+                },
+                Disposition::Permanent,
+            ),
+            (
+                AbahaError::Decode {
+                    message: "m".into(),
+                },
+                Disposition::Permanent,
+            ),
+        ];
+        for (error, disposition) in rows {
+            assert_eq!(error.disposition(), disposition, "{error}");
+            assert_eq!(error.is_retryable(), disposition.is_retryable(), "{error}");
+        }
+    }
+
+    #[test]
     fn error_shape_is_read_and_statuses_are_typed() {
         let body = r#"{"error":{"code":"validation_failed","message":"items[0].name is required","details":{}}}"#;
         match classify(422, body, "s1", None) {

@@ -188,6 +188,49 @@ mod tests {
     }
 
     #[test]
+    fn each_error_says_its_disposition() {
+        let now = Utc::now();
+        let wait = Some(Duration::from_secs(30));
+        let rows = [
+            (KvError::Deadline, Disposition::HandOver { resume_at: None }),
+            (
+                KvError::BudgetExhausted { retry_at: now },
+                Disposition::HandOver {
+                    resume_at: Some(now),
+                },
+            ),
+            (
+                KvError::RateLimited { retry_after: wait },
+                Disposition::Throttled { retry_after: wait },
+            ),
+            (
+                KvError::Transient {
+                    status: None,
+                    message: "m".into(),
+                },
+                Disposition::Transient,
+            ),
+            (KvError::Unauthorized, Disposition::Permanent),
+            (
+                KvError::UnknownRetailer {
+                    message: "m".into(),
+                },
+                Disposition::Permanent,
+            ),
+            (
+                KvError::Decode {
+                    path: "/x".into(),
+                    message: "m".into(),
+                },
+                Disposition::Permanent,
+            ),
+        ];
+        for (error, disposition) in rows {
+            assert_eq!(error.disposition(), disposition, "{error}");
+        }
+    }
+
+    #[test]
     fn rate_limited_says_when_to_come_back() {
         let now = Utc::now();
         let error = KvError::RateLimited {

@@ -138,6 +138,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_error_says_its_disposition() {
+        let aws = |retryable| StoreError::Aws {
+            op: "dynamodb put_item",
+            retryable,
+            message: "m".into(),
+            source: "m".into(),
+        };
+        let rows = [
+            (
+                "a throttled or timed-out call",
+                aws(true),
+                Disposition::Transient,
+            ),
+            (
+                "a call the service refused",
+                aws(false),
+                Disposition::Permanent,
+            ),
+            (
+                "unprocessed after our retries",
+                StoreError::Unprocessed {
+                    op: "dynamodb batch_write_item",
+                    left: 1,
+                    attempts: 8,
+                },
+                Disposition::Throttled { retry_after: None },
+            ),
+            (
+                "not found",
+                StoreError::NotFound { what: "run".into() },
+                Disposition::Permanent,
+            ),
+            (
+                "malformed",
+                StoreError::malformed("item", "bad"),
+                Disposition::Permanent,
+            ),
+        ];
+        for (what, error, disposition) in rows {
+            assert_eq!(error.disposition(), disposition, "{what}");
+        }
+    }
+
+    #[test]
     fn only_transient_failures_are_retryable() {
         let unprocessed = StoreError::Unprocessed {
             op: "dynamodb batch_write_item",

@@ -5,21 +5,25 @@
 //! fails transiently is left on the queue (SQS delivers it again, and after five tries moves it to
 //! the dead-letter queue) and resumes from its checkpoint.
 
-use std::time::{Duration, Instant};
+mod batch;
+mod fan_out;
+
+use std::time::Instant;
 
 use chrono::Duration as ChronoDuration;
 use mapping::api::{PartState, RunReport};
-use serde::Serialize;
 use serde_json::Value;
-use store::{Connection, LeaseAnswer};
+use store::LeaseAnswer;
 use tracing::Instrument;
 
-use crate::error::{EngineError, JobError};
+use crate::error::JobError;
 pub use crate::model::{Entity, EntitySwitch, JobMessage, SyncJob};
 use crate::pull::{self, PullEnd};
 pub use crate::queues::EntityQueue;
-use crate::runs::{self, Trigger};
+use crate::runs;
 use crate::service::Service;
+pub use batch::{deadline_from_epoch_ms, handle_batch, local_deadline, settle_batch, time_left};
+pub use fan_out::{FanOut, fan_out};
 
 /// A message of a pull queue, or why it is a bad job (never retried).
 pub fn parse_message(body: &Value) -> Result<JobMessage, JobError> {
@@ -249,202 +253,11 @@ async fn enqueue_chained(svc: &Service, job: &SyncJob) -> Result<(), JobError> {
     Ok(())
 }
 
-/// What the schedule did.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
-pub struct FanOut {
-    pub shops: usize,
-    pub started: usize,
-    pub already_running: usize,
-    pub failed: usize,
-}
-
-/// Shops whose scheduled runs the dispatcher starts at once.
-const FAN_OUT_CONCURRENCY: usize = 16;
-
-/// The EventBridge schedule: one incremental run per connected shop, each run enqueuing one job per
-/// pull function. A shop that fails to start is logged and the others go on (R-SYN-7).
-pub async fn fan_out(svc: &Service) -> Result<FanOut, store::StoreError> {
-    use futures::StreamExt;
-    let conns = svc.store.list_connections().await?;
-    let mut out = FanOut {
-        shops: conns.len(),
-        ..FanOut::default()
-    };
-    // Shops start side by side: one after the other, each start's few DynamoDB calls made the
-    // tick's length grow with the number of shops (10,000 shops would pass the dispatcher's
-    // timeout; README "1,000-shop tick"). Shops are independent; a bound keeps the burst polite.
-    // Boxed, so the future stays Send for any lifetime (the dispatcher and the local stack spawn it).
-    type Start<'a> = std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = (&'a Connection, Result<runs::Started, EngineError>)>
-                + Send
-                + 'a,
-        >,
-    >;
-    let starts: Vec<Start<'_>> = conns
-        .iter()
-        .map(|conn| -> Start<'_> {
-            Box::pin(async move {
-                (
-                    conn,
-                    runs::start(svc, conn, None, false, Trigger::Schedule).await,
-                )
-            })
-        })
-        .collect();
-    let mut starts = futures::stream::iter(starts).buffer_unordered(FAN_OUT_CONCURRENCY);
-    while let Some((conn, started)) = starts.next().await {
-        match started {
-            Ok(s) if s.already_running => out.already_running += 1,
-            Ok(_) => out.started += 1,
-            Err(e) => {
-                out.failed += 1;
-                tracing::warn!(shop = %conn.shop_id, error = %e, "scheduled run not started");
-            }
-        }
-    }
-    tracing::info!(?out, "schedule fan-out");
-    Ok(out)
-}
-
-/// The deadline of a job run without a Lambda context (local stack).
-pub fn local_deadline(svc: &Service) -> Instant {
-    Instant::now() + svc.settings.job_budget.max(Duration::from_secs(30))
-}
-
-/// One SQS batch (R-SYN-7): every record runs (concurrently: they are different shops or runs),
-/// and only the ids of records that should come back are returned — a bad shop never blocks
-/// the others, and a malformed message is dropped (it would fail the same way every time).
-pub async fn handle_batch(
-    svc: &Service,
-    records: Vec<(String, String)>,
-    deadline: Instant,
-) -> Vec<String> {
-    settle_batch(records, |value| async move {
-        handle_job(svc, &value, deadline).await
-    })
-    .await
-}
-
-/// The one SQS batch runner: runs `job` on every record at once and answers the message ids
-/// that should come back. A panic in one job fails that job only (it comes back, and after
-/// `maxReceiveCount` goes to the dead-letter queue); the others of the batch are settled.
-pub async fn settle_batch<F, Fut>(records: Vec<(String, String)>, job: F) -> Vec<String>
-where
-    F: Fn(Value) -> Fut,
-    Fut: std::future::Future<Output = Result<(), JobError>>,
-{
-    use futures::FutureExt;
-    let job = &job;
-    let work = records.into_iter().map(|(id, body)| async move {
-        let value: Value = match serde_json::from_str(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(message_id = %id, error = %e, "dropping a malformed job message");
-                return None;
-            }
-        };
-        match std::panic::AssertUnwindSafe(job(value)).catch_unwind().await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) if e.is_retryable() => Some(id),
-            Ok(Err(e)) => {
-                tracing::error!(message_id = %id, error = %e, "job failed for good; not retried");
-                None
-            }
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(message_id = %id, panic = %what, "job panicked; it comes back alone");
-                Some(id)
-            }
-        }
-    });
-    futures::future::join_all(work)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
-}
-
-/// The Lambda context's deadline (`Lambda-Runtime-Deadline-Ms`, milliseconds since the epoch)
-/// as an `Instant`.
-pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Instant::now() + time_left(deadline_ms, now_ms)
-}
-
-/// Longest a Lambda may run (15 minutes): no deadline is honoured beyond it.
-const LAMBDA_MAX_RUN: Duration = Duration::from_secs(15 * 60);
-/// Epoch milliseconds of 2001-09-09: anything smaller is not a date but a length of time.
-const EPOCH_MS_FLOOR: u64 = 1_000_000_000_000;
-
-/// Time left before `deadline_ms`. AWS sends epoch milliseconds; emulators do not all do so
-/// (`cargo lambda watch` sends the timeout itself, `600000`), and reading such a value as a date
-/// long past would make every pull hand over before reading anything. A value too small to be a
-/// date is a relative budget; either way at most a Lambda's 15 minutes.
-pub fn time_left(deadline_ms: u64, now_ms: u64) -> Duration {
-    let left = if deadline_ms < EPOCH_MS_FLOOR {
-        Duration::from_millis(deadline_ms)
-    } else {
-        Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-    };
-    left.min(LAMBDA_MAX_RUN)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use store::JobQueue;
-
-    const NOW_MS: u64 = 1_796_000_000_000; // 2026-11-30
-
-    #[test]
-    fn given_an_epoch_deadline_then_the_time_left_is_until_it() {
-        assert_eq!(
-            time_left(NOW_MS + 300_000, NOW_MS),
-            Duration::from_secs(300)
-        );
-        assert_eq!(time_left(NOW_MS - 1, NOW_MS), Duration::ZERO);
-    }
-
-    #[test]
-    fn given_cargo_lambdas_relative_600000_then_it_is_ten_minutes_not_a_deadline_long_passed() {
-        // Issue 15: under `cargo lambda watch` every pull handed over with nothing read.
-        assert_eq!(time_left(600_000, NOW_MS), Duration::from_secs(600));
-    }
-
-    #[test]
-    fn given_a_deadline_beyond_fifteen_minutes_then_no_more_than_a_lambda_may_run_is_used() {
-        assert_eq!(time_left(NOW_MS + 86_400_000, NOW_MS), LAMBDA_MAX_RUN);
-        assert_eq!(time_left(u64::MAX, NOW_MS), LAMBDA_MAX_RUN);
-        assert_eq!(time_left(EPOCH_MS_FLOOR - 1, NOW_MS), LAMBDA_MAX_RUN);
-    }
-
-    #[tokio::test]
-    async fn given_a_batch_where_one_job_panics_then_only_that_message_comes_back() {
-        let records = vec![
-            ("ok-1".to_string(), r#"{"n": 1}"#.to_string()),
-            ("boom".to_string(), r#"{"n": 2}"#.to_string()),
-            ("retry".to_string(), r#"{"n": 3}"#.to_string()),
-            ("ok-2".to_string(), r#"{"n": 4}"#.to_string()),
-            ("malformed".to_string(), "{".to_string()),
-        ];
-        let failed = settle_batch(records, |v| async move {
-            match v["n"].as_i64() {
-                Some(2) => panic!("a bug in one shop's data"),
-                Some(3) => Err(JobError::LeaseLost),
-                _ => Ok(()),
-            }
-        })
-        .await;
-        assert_eq!(failed, vec!["boom".to_string(), "retry".to_string()]);
-    }
+    use std::time::Duration;
+    use store::{Connection, JobQueue};
 
     fn connection(shop: &str) -> Connection {
         Service::test_connection(shop)
@@ -513,41 +326,6 @@ mod tests {
             queue.receive(&url, 1, 0, 30).await.unwrap().is_empty(),
             "delayed"
         );
-    }
-
-    #[tokio::test]
-    async fn r_syn_7_a_tick_starts_one_run_per_shop_side_by_side_and_a_second_tick_finds_them_running()
-     {
-        // GIVEN 40 connected shops
-        let queue = store::MemoryQueue::new();
-        let mut settings = crate::Settings::default();
-        settings.queues.catalog = queue.ensure_queue("catalog", "catalog-dlq", 5).url;
-        settings.queues.customers = queue.ensure_queue("customers", "customers-dlq", 5).url;
-        settings.queues.invoices = queue.ensure_queue("invoices", "invoices-dlq", 5).url;
-        let svc = Service::in_memory(settings, queue.clone());
-        for i in 0..40 {
-            svc.store
-                .put_connection(&connection(&format!("shop-{i}")))
-                .await
-                .unwrap();
-        }
-        // WHEN the schedule ticks
-        let first = fan_out(&svc).await.unwrap();
-        // THEN every shop has its run, and one job on the catalog queue (scheduled runs are one job)
-        assert_eq!((first.shops, first.started, first.failed), (40, 40, 0));
-        for i in 0..40 {
-            assert!(
-                svc.store
-                    .latest_run(&format!("shop-{i}"))
-                    .await
-                    .unwrap()
-                    .is_some()
-            );
-        }
-        assert_eq!(queue.len(&svc.settings.queues.catalog), 40);
-        // AND a tick while they still run starts none again (R-SYN-3)
-        let second = fan_out(&svc).await.unwrap();
-        assert_eq!((second.started, second.already_running), (0, 40));
     }
 
     #[test]
