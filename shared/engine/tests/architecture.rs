@@ -148,10 +148,10 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
     }
     let mut marks = BTreeMap::new();
     for node in graph.keys() {
-        if marks.get(node.as_str()).copied().unwrap_or(Mark::New) == Mark::New {
-            if let Some(c) = visit(node, graph, &mut marks, &mut Vec::new()) {
-                return Some(c);
-            }
+        if marks.get(node.as_str()).copied().unwrap_or(Mark::New) == Mark::New
+            && let Some(c) = visit(node, graph, &mut marks, &mut Vec::new())
+        {
+            return Some(c);
         }
     }
     None
