@@ -22,8 +22,8 @@ use crate::StoreError;
 use crate::dynamo::idempotency::{COMPLETED_TTL, UNFINISHED_LINGER};
 use crate::dynamo::runs::RUN_TTL;
 use crate::model::{
-    BudgetAnswer, Claim, Connection, Cursor, IdKind, IdLink, LeaseAnswer, QueueUrls, QueuedJob,
-    SealedSecret,
+    BudgetAnswer, Checkpoint, Claim, Connection, Cursor, IdKind, IdLink, LeaseAnswer, QueueUrls,
+    QueuedJob, SealedSecret,
 };
 use crate::ports::{
     BudgetStore, CheckpointStore, ConnectionStore, CursorStore, IdMapStore, IdempotencyStore,
@@ -88,7 +88,7 @@ struct Run {
 struct State {
     connections: BTreeMap<String, Connection>,
     cursors: HashMap<ShopKey, DateTime<Utc>>,
-    checkpoints: HashMap<ShopKey, Value>,
+    checkpoints: HashMap<ShopKey, Checkpoint>,
     leases: HashMap<ShopKey, Lease>,
     links: HashMap<(String, IdKind, i64), IdLink>,
     reverse: HashMap<(String, IdKind, String), i64>,
@@ -178,7 +178,11 @@ impl CursorStore for MemoryStore {
 
 #[async_trait]
 impl CheckpointStore for MemoryStore {
-    async fn get_checkpoint(&self, shop: &str, entity: &str) -> Result<Option<Value>, StoreError> {
+    async fn get_checkpoint(
+        &self,
+        shop: &str,
+        entity: &str,
+    ) -> Result<Option<Checkpoint>, StoreError> {
         Ok(self
             .state()
             .checkpoints
@@ -190,7 +194,7 @@ impl CheckpointStore for MemoryStore {
         &self,
         shop: &str,
         entity: &str,
-        checkpoint: &Value,
+        checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
         self.state()
             .checkpoints

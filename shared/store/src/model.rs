@@ -3,6 +3,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use mapping::api::EntityReport;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -243,4 +244,32 @@ mod tests {
             "invoice"
         );
     }
+}
+
+/// Where a pull stands, saved after every page (R-SYN-2), as the store keeps it between
+/// deliveries (with the entity's cursor, in one item on DynamoDB). A stored checkpoint that no
+/// longer reads as this type (written by another version) is answered as absent and logged: the
+/// pull then starts afresh, which is always safe (R-SYN-1's overlap and the content hashes make a
+/// re-read harmless).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub run_id: String,
+    /// When this entity's pull began: the cursor moves here at the end.
+    pub started_at: DateTime<Utc>,
+    /// The `lastModifiedFrom` of this pull (None: everything).
+    pub from: Option<DateTime<Utc>>,
+    /// The next `currentItem`.
+    pub position: i64,
+    /// The list's total as of the page that ended at `position`: a resumed pull compares it with
+    /// the total it reads next, so records deleted while it waited still make it step back.
+    #[serde(default)]
+    pub total: Option<i64>,
+    /// Deliveries in a row that failed transiently without reading anything new.
+    #[serde(default)]
+    pub failed_tries: u32,
+    /// No sync of this entity ever finished (no cursor): every record is new to Abaha, so the
+    /// ID map is not read before sending (a re-run re-sends, which Abaha answers `unchanged`).
+    #[serde(default)]
+    pub first_sync: bool,
+    pub tally: EntityReport,
 }

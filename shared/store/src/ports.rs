@@ -15,7 +15,8 @@ use mapping::api::{Entity, EntityReport, ManualAction, PartState, RunError, RunR
 
 use crate::StoreError;
 use crate::model::{
-    BudgetAnswer, Claim, Connection, Cursor, IdKind, IdLink, LeaseAnswer, QueuedJob, SealedSecret,
+    BudgetAnswer, Checkpoint, Claim, Connection, Cursor, IdKind, IdLink, LeaseAnswer, QueuedJob,
+    SealedSecret,
 };
 
 /// Connections, one per shop (R-CON-1).
@@ -60,15 +61,20 @@ pub trait CursorStore: Send + Sync {
     async fn reset_cursor(&self, shop: &str, entity: &str) -> Result<(), StoreError>;
 }
 
-/// Opaque resume points of running syncs per (shop, entity) (R-SYN-2).
+/// Resume points of running pulls per (shop, entity) (R-SYN-2). A stored checkpoint that does
+/// not read as a [`Checkpoint`] is answered as absent (see there).
 #[async_trait]
 pub trait CheckpointStore: Send + Sync {
-    async fn get_checkpoint(&self, shop: &str, entity: &str) -> Result<Option<Value>, StoreError>;
+    async fn get_checkpoint(
+        &self,
+        shop: &str,
+        entity: &str,
+    ) -> Result<Option<Checkpoint>, StoreError>;
     async fn put_checkpoint(
         &self,
         shop: &str,
         entity: &str,
-        checkpoint: &Value,
+        checkpoint: &Checkpoint,
     ) -> Result<(), StoreError>;
     async fn clear_checkpoint(&self, shop: &str, entity: &str) -> Result<(), StoreError>;
     /// The checkpoint, and the cursor when the adapter read it in the same request (a pull
@@ -78,7 +84,7 @@ pub trait CheckpointStore: Send + Sync {
         &self,
         shop: &str,
         entity: &str,
-    ) -> Result<(Option<Value>, Option<Option<Cursor>>), StoreError> {
+    ) -> Result<(Option<Checkpoint>, Option<Option<Cursor>>), StoreError> {
         Ok((self.get_checkpoint(shop, entity).await?, None))
     }
 }

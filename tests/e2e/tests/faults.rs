@@ -576,9 +576,9 @@ async fn checkpointed_at(stack: &Stack, shop: &str, run_id: &str) -> i64 {
     let mut furthest = 0;
     for e in ENTITIES {
         if let Some(ck) = stack.service.store.get_checkpoint(shop, e).await.unwrap()
-            && ck["run_id"] == json!(run_id)
+            && ck.run_id == run_id
         {
-            furthest = furthest.max(ck["position"].as_i64().unwrap_or(0));
+            furthest = furthest.max(ck.position);
         }
     }
     furthest
@@ -1135,7 +1135,7 @@ async fn r_syn_2_customers_deleted_while_a_pull_waits_for_its_continuation_make_
         .await
         .unwrap()
         .expect("handed over with a checkpoint");
-    assert_eq!(ck["position"], json!(100), "{ck}");
+    assert_eq!(ck.position, 100, "{ck:?}");
 
     // WHEN four early customers are deleted before the continuation runs
     let deleted = delete_customers_at(kv(&stack), 10, 4);

@@ -282,8 +282,10 @@ mod tests {
         let tally = serde_json::json!({"state": "running", "created": 0, "updated": 0,
             "unchanged": 0, "failed": 0, "skipped": {}, "api_calls": 1, "removed_in_kiotviet": 0,
             "read": 100});
-        let checkpoint = serde_json::json!({"run_id": "run-1", "started_at": chrono::Utc::now(),
-            "from": null, "position": 100, "tally": tally});
+        let checkpoint: crate::model::Checkpoint = serde_json::from_value(serde_json::json!({
+            "run_id": "run-1", "started_at": chrono::Utc::now(),
+            "from": null, "position": 100, "tally": tally}))
+        .unwrap();
         svc.store
             .put_checkpoint("s1", "customers", &checkpoint)
             .await

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use kiotviet::{ListEntity, ListRequest};
-use serde_json::Value;
 use store::Connection;
 
 pub(super) use crate::model::Checkpoint;
@@ -33,9 +32,7 @@ pub(super) async fn save_progress(
     }
     let until = svc.now()
         + ChronoDuration::from_std(svc.settings.lease_ttl).unwrap_or(ChronoDuration::minutes(15));
-    svc.store
-        .put_checkpoint(shop, name, &checkpoint_value(ck))
-        .await?;
+    svc.store.put_checkpoint(shop, name, ck).await?;
     // The parts this job finished before go with this one's progress, in the same write.
     pending.push((entity, ck.tally.clone()));
     runs::report_parts(svc, shop, &job.run_id, pending, None).await?;
@@ -113,8 +110,4 @@ pub(super) fn list_request(entity: Entity, from: Option<DateTime<Utc>>) -> ListR
         ListEntity::Invoices => request.with("includeInvoiceDelivery", "true"),
         _ => request,
     }
-}
-
-pub(super) fn checkpoint_value(ck: &Checkpoint) -> Value {
-    serde_json::to_value(ck).unwrap_or(Value::Null)
 }

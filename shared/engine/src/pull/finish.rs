@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use kiotviet::KvError;
 use mapping::api::{PartState, RunError};
 use retry::Disposition;
-use serde_json::Value;
 
 use crate::error::JobError;
 use crate::model::{Entity, SyncJob};
@@ -57,7 +56,7 @@ pub async fn fail_entity(
         .store
         .get_checkpoint(shop, name)
         .await?
-        .is_some_and(|v| v.get("run_id").and_then(Value::as_str) == Some(job.run_id.as_str()));
+        .is_some_and(|ck| ck.run_id == job.run_id);
     if ours {
         svc.store.clear_checkpoint(shop, name).await?;
     }

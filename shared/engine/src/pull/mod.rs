@@ -46,9 +46,7 @@ pub use finish::{MAX_CONTINUATIONS, end_entity, fail_entity, may_continue};
 pub use origins::{Origin, origins_of};
 pub(crate) use pages::{PageStep, removed_products, upsert_changed};
 
-use checkpoint::{
-    Checkpoint, checkpoint_value, fresh_checkpoint, list_request, report, save_progress,
-};
+use checkpoint::{fresh_checkpoint, list_request, report, save_progress};
 use finish::{End, failure_message};
 use lease::PartLease;
 use paging::{PageDone, apply, drain, process_page};
@@ -74,9 +72,7 @@ pub async fn pull_entity(
     let (stored, cursor_read) = svc.store.get_checkpoint_and_cursor(shop, name).await?;
     // Whether a checkpoint item exists (this run's or a dead run's): only then is there one to clear.
     let mut checkpoint_stored = stored.is_some();
-    let resumed = stored
-        .and_then(|v| serde_json::from_value::<Checkpoint>(v).ok())
-        .filter(|ck| ck.run_id == job.run_id);
+    let resumed = stored.filter(|ck| ck.run_id == job.run_id);
     let is_resumed = resumed.is_some();
     let mut ck = match resumed {
         Some(ck) => {
@@ -246,9 +242,7 @@ pub async fn pull_entity(
         if let Some(end) = lease.take(svc, job, entity).await? {
             return Ok(end);
         }
-        svc.store
-            .put_checkpoint(shop, name, &checkpoint_value(&ck))
-            .await?;
+        svc.store.put_checkpoint(shop, name, &ck).await?;
     }
     match (decision.end, outcome) {
         (End::Done, _) | (_, Ok(())) => {

@@ -13,9 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use std::future::Future;
 use store::{
-    BudgetAnswer, BudgetStore, CheckpointStore, Claim, Connection, ConnectionStore, CursorStore,
-    IdKind, IdLink, IdMapStore, IdempotencyStore, JobQueue, LeaseAnswer, LeaseStore, QueueUrls,
-    RUN_LIST_CAP, RunStore, SealedSecret, SecretSealer, Store, StoreError, Switches,
+    BudgetAnswer, BudgetStore, Checkpoint, CheckpointStore, Claim, Connection, ConnectionStore,
+    CursorStore, IdKind, IdLink, IdMapStore, IdempotencyStore, JobQueue, LeaseAnswer, LeaseStore,
+    QueueUrls, RUN_LIST_CAP, RunStore, SealedSecret, SecretSealer, Store, StoreError, Switches,
 };
 
 /// How a suite issues the calls that real callers make at the same time.
@@ -283,9 +283,28 @@ pub async fn r_syn_2_cursor_never_moves_backwards(store: &dyn CursorStore) {
     );
 }
 
+/// A checkpoint at `position` of `run`, with a tally that exercises every kind of field.
+fn checkpoint_at(run: &str, position: i64) -> Checkpoint {
+    let mut tally = EntityReport::in_state(PartState::Waiting);
+    tally.created = 3;
+    tally.skip("no_phone");
+    tally.read = 9_007_199_254_740_993;
+    tally.waiting_until = Some("2026-11-29T10:00:00Z".parse().expect("time"));
+    tally.message = Some("Tạm dừng: hết lượt gọi".into());
+    Checkpoint {
+        run_id: run.into(),
+        started_at: "2026-11-29T09:00:00+07:00".parse().expect("time"),
+        from: None,
+        position,
+        total: Some(position + 50),
+        failed_tries: 1,
+        first_sync: true,
+        tally,
+    }
+}
+
 pub async fn r_syn_2_checkpoints_are_kept_per_entity_until_cleared(store: &dyn CheckpointStore) {
-    let checkpoint = json!({"page": 3, "ids": [1, 2, 3], "since": "2026-11-29T09:00:00+07:00", "done": false,
-                            "nested": {"ratio": 0.5, "none": null, "big": 9007199254740993_i64}});
+    let checkpoint = checkpoint_at("run-1", 300);
     assert_eq!(
         store.get_checkpoint("shop", "products").await.expect("get"),
         None
@@ -308,12 +327,12 @@ pub async fn r_syn_2_checkpoints_are_kept_per_entity_until_cleared(store: &dyn C
     );
 
     store
-        .put_checkpoint("shop", "products", &json!({"page": 4}))
+        .put_checkpoint("shop", "products", &checkpoint_at("run-1", 400))
         .await
         .expect("overwrite");
     assert_eq!(
         store.get_checkpoint("shop", "products").await.expect("get"),
-        Some(json!({"page": 4}))
+        Some(checkpoint_at("run-1", 400))
     );
 
     store
@@ -1452,7 +1471,7 @@ pub async fn r_syn_2_cursor_and_checkpoint_change_apart_and_read_together(store:
             .expect("advance")
     );
     store
-        .put_checkpoint("shop", "invoices", &json!({"position": 100}))
+        .put_checkpoint("shop", "invoices", &checkpoint_at("run-1", 100))
         .await
         .expect("put");
     // WHEN a pull starts THEN it reads both (in one request where the adapter can)
@@ -1460,7 +1479,7 @@ pub async fn r_syn_2_cursor_and_checkpoint_change_apart_and_read_together(store:
         .get_checkpoint_and_cursor("shop", "invoices")
         .await
         .expect("read");
-    assert_eq!(ck, Some(json!({"position": 100})));
+    assert_eq!(ck, Some(checkpoint_at("run-1", 100)));
     if let Some(cursor) = cursor {
         assert_eq!(cursor.map(|c| c.modified_from), Some(t1));
     }
@@ -1474,7 +1493,7 @@ pub async fn r_syn_2_cursor_and_checkpoint_change_apart_and_read_together(store:
     );
     assert_eq!(
         store.get_checkpoint("shop", "invoices").await.expect("get"),
-        Some(json!({"position": 100}))
+        Some(checkpoint_at("run-1", 100))
     );
     store
         .clear_checkpoint("shop", "invoices")
@@ -1490,7 +1509,7 @@ pub async fn r_syn_2_cursor_and_checkpoint_change_apart_and_read_together(store:
     );
     // AND a reset cursor leaves a new checkpoint alone; neither exists for another entity
     store
-        .put_checkpoint("shop", "invoices", &json!({"position": 7}))
+        .put_checkpoint("shop", "invoices", &checkpoint_at("run-2", 7))
         .await
         .expect("put");
     store.reset_cursor("shop", "invoices").await.expect("reset");
@@ -1500,7 +1519,7 @@ pub async fn r_syn_2_cursor_and_checkpoint_change_apart_and_read_together(store:
     );
     assert_eq!(
         store.get_checkpoint("shop", "invoices").await.expect("get"),
-        Some(json!({"position": 7}))
+        Some(checkpoint_at("run-2", 7))
     );
     let (ck, cursor) = store
         .get_checkpoint_and_cursor("shop", "products")
