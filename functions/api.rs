@@ -1,17 +1,13 @@
-//! Lambda: the service API behind API Gateway (HTTP API). All logic is in `engine::api`; the
-//! stage or base path API Gateway adds is taken off in `functions::route_path`.
+//! Lambda: the service API behind API Gateway (HTTP API). All logic is in `service-api` (the
+//! router, the same one the local stack serves) and `engine`; the stage or base path API Gateway
+//! adds is taken off in `functions::route_path`.
 
-use lambda_http::{Body, Error, Request, Response, run, service_fn};
+use lambda_http::{Error, run};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     engine::telemetry::init_json();
-    // Built once per container; the closure only borrows it, so no Arc is needed.
+    // Built once per container; the router holds it (a `Service` is cheap to clone).
     let svc = engine::Service::from_env().await.map_err(Error::from)?;
-    run(service_fn(|req| serve(&svc, req))).await
-}
-
-async fn serve(svc: &engine::Service, req: Request) -> Result<Response<Body>, Error> {
-    let answer = engine::handle(svc, functions::api_request(&req)).await;
-    functions::api_response(answer)
+    run(functions::api_router(svc)).await
 }

@@ -1,10 +1,10 @@
 //! What the five binaries share: turning Lambda events into the engine's inputs and its answers
-//! back. Kept here (not in `engine`) because it is the only code that knows API Gateway's and
-//! SQS's event shapes; the binaries stay a few lines each.
+//! back. Kept here (not in `engine` or `service-api`) because it is the only code that knows API
+//! Gateway's and SQS's event shapes; the binaries stay a few lines each.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
-use lambda_http::{Body, Request, RequestExt, Response};
 
 /// The path the service API routes on, whatever API Gateway put in front of it.
 ///
@@ -13,7 +13,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 /// (`POST /v1/shops/{shop_id}/sync`) and the path parameters do not carry either, so the path is
 /// rebuilt from them. Without a route key (`$default`, other emulators) everything before the
 /// first `/v1/` is dropped.
-pub fn route_path(req: &Request) -> String {
+pub fn route_path<B>(req: &lambda_http::http::Request<B>) -> String {
     if let RequestContext::ApiGatewayV2(ctx) = req.request_context()
         && let Some((_, template)) = ctx.route_key.as_deref().and_then(|k| k.split_once(' '))
         && let Some(path) = fill_route(template, &req.path_parameters())
@@ -45,41 +45,16 @@ fn without_prefix(raw: &str) -> &str {
     }
 }
 
-/// An API Gateway request as the engine's framework-neutral request.
-pub fn api_request(req: &Request) -> engine::ApiRequest {
-    let query = req
-        .query_string_parameters()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let headers = req
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                k.as_str().to_ascii_lowercase(),
-                v.to_str().ok()?.to_string(),
-            ))
-        })
-        .collect();
-    engine::ApiRequest {
-        method: req.method().as_str().to_string(),
-        path: route_path(req),
-        query,
-        headers,
-        body: req.body().to_vec(),
-    }
+/// The service API's router as the `api` Lambda serves it: API Gateway's request, told the path
+/// to route on ([`route_path`]) before the router sees it.
+pub fn api_router(svc: engine::Service) -> axum::Router {
+    service_api::router(svc).layer(axum::middleware::map_request(with_route_path))
 }
 
-/// The engine's answer as an HTTP API response.
-pub fn api_response(answer: engine::ApiResponse) -> Result<Response<Body>, lambda_http::Error> {
-    let mut resp = Response::builder()
-        .status(answer.status)
-        .header("content-type", "application/json");
-    for (k, v) in &answer.headers {
-        resp = resp.header(k.as_str(), v.as_str());
-    }
-    Ok(resp.body(Body::from(answer.body.to_string()))?)
+async fn with_route_path(mut req: axum::extract::Request) -> axum::extract::Request {
+    let path = route_path(&req);
+    req.extensions_mut().insert(service_api::RoutePath(path));
+    req
 }
 
 /// `(message id, body)` of every record of an SQS batch.
@@ -127,7 +102,7 @@ pub async fn run_pull() -> Result<(), lambda_runtime::Error> {
 mod tests {
     use super::*;
 
-    fn event(name: &str) -> Request {
+    fn event(name: &str) -> lambda_http::Request {
         let path = format!("{}/../infra/events/{name}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -145,10 +120,20 @@ mod tests {
         let req = event("api-sync-named-stage.json");
         assert_eq!(req.raw_http_path(), "/prod/v1/shops/cafe-1/sync");
         assert_eq!(route_path(&req), "/v1/shops/cafe-1/sync");
-        let api = api_request(&req);
-        assert_eq!(api.method, "POST");
+        assert_eq!(req.method(), "POST");
         // A base64 body arrives decoded.
-        assert_eq!(api.body, br#"{"full": true}"#);
+        assert_eq!(req.body().as_ref(), br#"{"full": true}"#);
+    }
+
+    #[tokio::test]
+    async fn given_a_named_stage_then_the_router_is_told_the_route_path() {
+        // The API Gateway request as the router receives it (its body now axum's).
+        let req = event("api-sync-named-stage.json").map(axum::body::Body::new);
+        let req = with_route_path(req).await;
+        assert_eq!(
+            req.extensions().get::<service_api::RoutePath>(),
+            Some(&service_api::RoutePath("/v1/shops/cafe-1/sync".into()))
+        );
     }
 
     #[test]

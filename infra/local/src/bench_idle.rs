@@ -249,6 +249,7 @@ async fn wait_for_run(
             .latest_run(shop)
             .await
             .map_err(|e| format!("reading the run: {e}"))?
+            .map(|r| serde_json::to_value(r).unwrap_or_default())
             && is_it(report["run_id"].as_str().unwrap_or_default())
             && matches!(
                 report["state"].as_str(),

@@ -356,7 +356,8 @@ async fn watch_pass(
             let report = observer
                 .latest_run(&shop_id(i))
                 .await
-                .map_err(|e| format!("reading {}'s run: {e}", shop_id(i)))?;
+                .map_err(|e| format!("reading {}'s run: {e}", shop_id(i)))?
+                .map(|r| serde_json::to_value(r).unwrap_or_default());
             let ended = report.filter(|r| {
                 r["run_id"].as_str().is_some_and(|id| id != before)
                     && matches!(

@@ -3,7 +3,7 @@
 //! | AWS                                   | here                                               |
 //! |---------------------------------------|----------------------------------------------------|
 //! | DynamoDB, SQS, KMS                    | moto's server (a child process), or `AWS_ENDPOINT_URL` |
-//! | API Gateway → `api` Lambda            | axum on `127.0.0.1:$SERVICE_PORT`, calling `engine::handle` |
+//! | API Gateway → `api` Lambda            | `service_api::router` on `127.0.0.1:$SERVICE_PORT` |
 //! | SQS event-source mappings → `*-pull`  | a poller per queue calling `engine::jobs::handle_batch` |
 //! | EventBridge schedule → `dispatcher`   | a timer calling `engine::fan_out` (`SCHEDULE_SECS`) |
 //! | KiotViet FnB, Abaha Sync API          | the sandboxes (in-process), or the URLs given      |
@@ -16,11 +16,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use engine::{ApiRequest, Service, ServiceParts, Settings};
+use axum::middleware::Next;
+use axum::response::Response;
+use engine::{Service, ServiceParts, Settings};
 use kiotviet::KiotVietConfig;
 use mapping::time::{ManualClock, SystemClock};
 use sandbox::abaha::{AbahaConfig as AbahaSimConfig, AbahaHandle, AbahaSim};
@@ -362,9 +361,10 @@ impl Stack {
         });
 
         let (shutdown, rx) = watch::channel(false);
-        let app = axum::Router::new()
-            .fallback(serve)
-            .with_state((service.clone(), invocations.clone()));
+        let app = service_api::router(service.clone()).layer(axum::middleware::from_fn_with_state(
+            invocations.clone(),
+            meter,
+        ));
         let mut stop = rx.clone();
         let mut tasks = vec![tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -551,95 +551,17 @@ fn memory_backend(sfx: &str) -> Backend {
     )
 }
 
-/// API Gateway's part: any request becomes an `ApiRequest` for the engine.
-async fn serve(
-    State((svc, invocations)): State<(Service, Arc<metering::Invocations>)>,
+/// API Gateway's part is the service API's own router (the one the `api` Lambda runs); this
+/// meters each request as one `api` invocation.
+async fn meter(
+    State(invocations): State<Arc<metering::Invocations>>,
     req: Request,
+    next: Next,
 ) -> Response {
     let started = std::time::Instant::now();
-    let resp = serve_one(&svc, req).await;
+    let resp = next.run(req).await;
     invocations.record("api", started.elapsed());
     resp
-}
-
-async fn serve_one(svc: &Service, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let limit = svc.settings.max_body_bytes + 1;
-    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        // Oversized: hand the engine a body just over its limit so it answers 413 itself.
-        Err(_) => Bytes::from(vec![b' '; limit]),
-    };
-    let query = parts
-        .uri
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter_map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    Some((percent_decode(k)?, percent_decode(v)?))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let api_req = ApiRequest {
-        method: parts.method.as_str().to_string(),
-        path: parts.uri.path().to_string(),
-        query,
-        headers: headers_map(&parts.headers),
-        body: bytes.to_vec(),
-    };
-    let is_head = parts.method == Method::HEAD;
-    let answer = engine::handle(svc, api_req).await;
-    let mut resp = (
-        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [("content-type", "application/json")],
-        if is_head {
-            String::new()
-        } else {
-            answer.body.to_string()
-        },
-    )
-        .into_response();
-    for (k, v) in answer.headers {
-        if let (Ok(name), Ok(value)) = (
-            axum::http::HeaderName::try_from(k),
-            HeaderValue::try_from(v),
-        ) {
-            resp.headers_mut().insert(name, value);
-        }
-    }
-    resp
-}
-
-fn headers_map(h: &HeaderMap) -> std::collections::HashMap<String, String> {
-    h.iter()
-        .filter_map(|(k, v)| {
-            Some((
-                k.as_str().to_ascii_lowercase(),
-                v.to_str().ok()?.to_string(),
-            ))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The SQS event-source mapping's part: receive, run, delete what succeeded; what failed

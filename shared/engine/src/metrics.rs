@@ -3,6 +3,7 @@
 //! template's dashboard and its `RunsAbandoned` alarm read them). No dimensions: thousands of
 //! shops would be thousands of metrics; shop and run id ride along as searchable properties.
 
+use mapping::api::{EntityReport, RunReport, RunState};
 use serde_json::{Map, Value, json};
 
 pub const NAMESPACE: &str = "KiotVietFnbSync";
@@ -40,32 +41,24 @@ pub fn abandoned(shop: &str, run_id: &str) -> Value {
 }
 
 /// A run that ended: its state, records read, KiotViet GETs, Abaha calls, duration.
-pub fn run_finished(shop: &str, report: &Value, state: &str, seconds: f64) -> Value {
-    let sum = |field: &str| -> f64 {
-        report
-            .get("entities")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.values()
-                    .filter_map(|e| e.get(field).and_then(Value::as_f64))
-                    .sum()
-            })
-            .unwrap_or(0.0)
+pub fn run_finished(shop: &str, report: &RunReport, state: RunState, seconds: f64) -> Value {
+    let sum = |field: fn(&EntityReport) -> u64| -> f64 {
+        report.entities.values().map(|e| field(e) as f64).sum()
     };
     document(
         &[
             ("RunsFinished", 1.0, "Count"),
             (
                 "RunsFailed",
-                f64::from(u8::from(state == "failed")),
+                f64::from(u8::from(state == RunState::Failed)),
                 "Count",
             ),
-            ("RecordsRead", sum("read"), "Count"),
-            ("KiotVietGets", sum("api_calls"), "Count"),
-            ("AbahaCalls", sum("abaha_calls"), "Count"),
+            ("RecordsRead", sum(|e| e.read), "Count"),
+            ("KiotVietGets", sum(|e| e.api_calls), "Count"),
+            ("AbahaCalls", sum(|e| e.abaha_calls), "Count"),
             ("RunSeconds", seconds, "Seconds"),
         ],
-        json!({"shop": shop, "run_id": report.get("run_id"), "state": state}),
+        json!({"shop": shop, "run_id": report.run_id, "state": state}),
     )
 }
 
@@ -83,10 +76,13 @@ mod tests {
 
     #[test]
     fn given_a_finished_run_then_its_emf_document_names_every_metric_it_carries() {
-        let report = json!({"run_id": "run-1", "entities": {
+        let report: RunReport = serde_json::from_value(
+            json!({"run_id": "run-1", "state": "succeeded", "entities": {
             "products": {"read": 120, "api_calls": 2, "abaha_calls": 2},
-            "customers": {"read": 30, "api_calls": 1, "abaha_calls": 1}}});
-        let doc = run_finished("s1", &report, "succeeded", 12.5);
+            "customers": {"read": 30, "api_calls": 1, "abaha_calls": 1}}}),
+        )
+        .unwrap();
+        let doc = run_finished("s1", &report, RunState::Succeeded, 12.5);
         let declared: Vec<&str> = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()
             .unwrap()

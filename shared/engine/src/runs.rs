@@ -9,63 +9,52 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use mapping::api::SyncRequest;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use mapping::api::{EntityReport, ManualAction, RunReport, RunState, SyncRequest};
+use serde::Serialize;
+use serde_json::json;
 use store::{Connection, LeaseAnswer};
 
-use crate::api::{ApiResponse, parse_body};
-use crate::error::ApiError;
+use crate::error::EngineError;
 use crate::model::{Entity, EntitySwitch, SyncJob};
-pub use crate::model::{RUN_SCOPE, Tally, is_final, run_state};
+pub use crate::model::{RUN_SCOPE, Tally};
 use crate::queues::EntityQueue;
 use crate::service::Service;
 
-/// What started a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    Api,
-    Schedule,
-    Webhook,
-}
+mod read;
 
-/// The answer to a start request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+pub use read::{latest, one};
+
+/// What started a run (the report's `trigger`).
+pub use mapping::api::Trigger;
+
+/// The answer to a start request (`202 {"run_id", "already_running"}` on the service API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Started {
     pub run_id: String,
     pub already_running: bool,
 }
 
-/// `POST /v1/shops/{shop}/sync` → 202 `{"run_id", "already_running"}`.
+/// `POST /v1/shops/{shop}/sync`: a run of what `req` asks for (default: every switched-on part,
+/// incremental), or the shop's active run.
 pub async fn start_from_api(
     svc: &Service,
     shop: &str,
-    body: &[u8],
-) -> Result<ApiResponse, ApiError> {
-    let req: SyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SyncRequest::default()
-    } else {
-        parse_body(body)?
-    };
+    req: SyncRequest,
+) -> Result<Started, EngineError> {
     let conn = svc
         .store
         .get_connection(shop)
         .await?
-        .ok_or_else(|| ApiError::unknown_shop(shop))?;
+        .ok_or_else(|| EngineError::unknown_shop(shop))?;
     let requested: Option<Vec<Entity>> = req.entities;
-    let started = start(
+    start(
         svc,
         &conn,
         requested,
         req.full.unwrap_or(false),
         Trigger::Api,
     )
-    .await?;
-    Ok(ApiResponse::json(
-        202,
-        json!({"run_id": started.run_id, "already_running": started.already_running}),
-    ))
+    .await
 }
 
 /// Starts a run of `entities` (default: every switched-on entity) unless one is active.
@@ -75,7 +64,7 @@ pub async fn start(
     entities: Option<Vec<Entity>>,
     full: bool,
     trigger: Trigger,
-) -> Result<Started, ApiError> {
+) -> Result<Started, EngineError> {
     let shop = conn.shop_id.as_str();
     let switched_on: Vec<Entity> = Entity::ALL
         .into_iter()
@@ -84,7 +73,7 @@ pub async fn start(
     let entities = match entities {
         None => switched_on,
         Some(list) if list.is_empty() => {
-            return Err(ApiError::validation(
+            return Err(EngineError::validation(
                 "entities is empty: name at least one of categories, products, customers, invoices, or leave it out to sync every switched-on part.",
             ));
         }
@@ -96,7 +85,7 @@ pub async fn start(
                 .map(|e| e.as_str())
                 .collect();
             if !off.is_empty() {
-                return Err(ApiError::validation(format!(
+                return Err(EngineError::validation(format!(
                     "These parts are switched off for this shop: {}. Switch them on in the connection first.",
                     off.join(", ")
                 ))
@@ -109,7 +98,7 @@ pub async fn start(
         }
     };
     if entities.is_empty() {
-        return Err(ApiError::validation(
+        return Err(EngineError::validation(
             "Nothing to sync: products, customers and orders are all switched off for this shop.",
         ));
     }
@@ -146,7 +135,7 @@ pub async fn start(
                 .store
                 .get_run(shop, &holder)
                 .await?
-                .is_some_and(|r| r["state"].as_str().is_some_and(is_final));
+                .is_some_and(|r| r.state.is_finished());
         if !ended {
             // A run whose pull died is resumed from its checkpoints, not waited out.
             if let Err(e) =
@@ -162,21 +151,7 @@ pub async fn start(
         }
         expired_at = held_until;
     }
-    let entity_reports: serde_json::Map<String, Value> = entities
-        .iter()
-        .map(|e| (e.as_str().to_string(), Tally::queued().to_value()))
-        .collect();
-    let initial = json!({
-        "run_id": run_id,
-        "state": "queued",
-        "trigger": trigger,
-        "full": full,
-        "started_at": now.to_rfc3339(),
-        "finished_at": null,
-        "entities": entity_reports,
-        "manual_actions": [],
-        "errors": [],
-    });
+    let initial = RunReport::queued(&run_id, trigger, full, now, entities.iter().copied());
     svc.store.create_run(shop, &run_id, &initial).await?;
     let prepaid = prepay_first_pages(svc, conn, entities.len() as u32, now).await;
 
@@ -215,10 +190,10 @@ pub async fn start(
             tracing::error!(shop, run_id, error = %e, "could not enqueue pull job");
             let _ = svc
                 .store
-                .set_run_state(shop, &run_id, "failed", Some(now))
+                .set_run_state(shop, &run_id, RunState::Failed, Some(now))
                 .await;
             let _ = svc.store.release_lease(shop, RUN_SCOPE, &run_id).await;
-            return Err(ApiError::unavailable(
+            return Err(EngineError::unavailable(
                 "The sync could not be queued. Nothing was started; please press Sync again in a minute.",
             ));
         }
@@ -256,48 +231,45 @@ async fn prepay_first_pages(
     }
 }
 
-/// The run state as readers see it: a run whose parts have started is running, although only
-/// its parts' reports say so (the pulls do not write the run's state when they start).
-fn as_shown(mut report: Value) -> Value {
-    let started = report["state"] == "queued"
-        && report["entities"]
-            .as_object()
-            .is_some_and(|e| e.values().any(|v| v["state"] != "queued"));
-    if started {
-        report["state"] = Value::from("running");
+/// Manual actions found outside a sync run (an order cancel, a webhook) go to the shop's latest
+/// run report, where the owner reads them; a shop with no run yet gets a finished run that
+/// carries them.
+pub async fn record_manual_actions(
+    svc: &Service,
+    shop: &str,
+    trigger: Trigger,
+    actions: &[ManualAction],
+) -> Result<(), store::StoreError> {
+    if actions.is_empty() {
+        return Ok(());
     }
-    report
+    if let Some(latest) = svc.store.latest_run(shop).await? {
+        return svc
+            .store
+            .append_manual_actions(shop, &latest.run_id, actions)
+            .await;
+    }
+    let now = svc.now();
+    let run_id = new_run_id(now);
+    let initial = RunReport {
+        run_id: run_id.clone(),
+        state: RunState::Succeeded,
+        trigger: Some(trigger),
+        started_at: Some(now),
+        finished_at: Some(now),
+        manual_actions: actions.to_vec(),
+        ..RunReport::default()
+    };
+    svc.store
+        .create_run(shop, &run_id, &initial)
+        .await
+        .map(|_| ())
 }
 
 /// Run ids sort by time, so the newest run of a shop is easy to find and to read in logs.
 pub(crate) fn new_run_id(now: DateTime<Utc>) -> String {
     let suffix: u32 = rand::random();
     format!("run-{}-{:08x}", now.format("%Y%m%dT%H%M%S%3fZ"), suffix)
-}
-
-/// `GET /v1/shops/{shop}/sync`: the latest run.
-pub async fn latest(svc: &Service, shop: &str) -> Result<ApiResponse, ApiError> {
-    match svc.store.latest_run(shop).await? {
-        Some(report) => Ok(ApiResponse::json(200, as_shown(report))),
-        None => {
-            if svc.store.get_connection(shop).await?.is_none() {
-                return Err(ApiError::unknown_shop(shop));
-            }
-            Err(ApiError::not_found(
-                "This shop has not synced yet. Press Sync (POST /v1/shops/{shop}/sync) to start.",
-            ))
-        }
-    }
-}
-
-/// `GET /v1/shops/{shop}/sync/{run_id}`.
-pub async fn one(svc: &Service, shop: &str, run_id: &str) -> Result<ApiResponse, ApiError> {
-    match svc.store.get_run(shop, run_id).await? {
-        Some(report) => Ok(ApiResponse::json(200, as_shown(report))),
-        None => Err(ApiError::not_found(format!(
-            "There is no run {run_id} for shop {shop}."
-        ))),
-    }
 }
 
 /// After an entity ended: if every entity of the run has, the run ends too, with a state that
@@ -323,22 +295,20 @@ pub async fn report_parts(
     shop: &str,
     run_id: &str,
     parts: &[(Entity, Tally)],
-    read_at_start: Option<&Value>,
+    read_at_start: Option<&RunReport>,
 ) -> Result<(), store::StoreError> {
     if parts.is_empty() {
         return Ok(());
     }
-    let reports: Vec<(String, Value)> = parts
-        .iter()
-        .map(|(e, t)| (e.as_str().to_string(), t.to_value()))
-        .collect();
+    let reports: Vec<(mapping::api::Entity, EntityReport)> =
+        parts.iter().map(|(e, t)| (*e, t.clone())).collect();
     let end = read_at_start.and_then(|r| last_part_ending(r, parts, svc.now()));
     let report = svc
         .store
         .put_entity_reports(shop, run_id, &reports, end.as_ref())
         .await?;
     if let Some(end) = &end
-        && report["state"] == end.state.as_str()
+        && report.state == end.state
     {
         // The lease is left to expire: the next trigger finds its run ended (see `start`).
         tracing::info!(shop, run_id, state = %end.state, "run finished");
@@ -349,32 +319,25 @@ pub async fn report_parts(
 
 /// The run's end, if `parts` are the last of it: every other part had ended in `read_at_start`.
 fn last_part_ending(
-    read_at_start: &Value,
+    read_at_start: &RunReport,
     parts: &[(Entity, Tally)],
     now: DateTime<Utc>,
 ) -> Option<store::RunEnd> {
-    let entities = read_at_start.get("entities")?.as_object()?;
     let mut others = Vec::new();
-    let mut states: Vec<&str> = Vec::new();
-    for (name, e) in entities {
-        if parts.iter().any(|(p, _)| p.as_str() == name) {
+    let mut states = Vec::new();
+    for (entity, e) in &read_at_start.entities {
+        if parts.iter().any(|(p, _)| p == entity) {
             continue;
         }
-        let state = e.get("state").and_then(Value::as_str)?;
-        if !is_final(state) {
+        if !e.state.is_final() {
             return None;
         }
-        others.push((name.clone(), state.to_string()));
-        states.push(state);
+        others.push((*entity, e.state));
+        states.push(e.state);
     }
-    for (_, t) in parts {
-        if !is_final(&t.state) {
-            return None;
-        }
-        states.push(&t.state);
-    }
+    states.extend(parts.iter().map(|(_, t)| t.state));
     Some(store::RunEnd {
-        state: run_state(&states).to_string(),
+        state: RunState::of_parts(states)?,
         finished_at: now,
         others,
     })
@@ -384,29 +347,19 @@ async fn finish_with(
     svc: &Service,
     shop: &str,
     run_id: &str,
-    report: &Value,
+    report: &RunReport,
 ) -> Result<(), store::StoreError> {
-    let Some(entities) = report.get("entities").and_then(Value::as_object) else {
+    let Some(state) = RunState::of_parts(report.entities.values().map(|e| e.state)) else {
         return Ok(());
     };
-    let states: Vec<&str> = entities
-        .values()
-        .map(|e| e.get("state").and_then(Value::as_str).unwrap_or("queued"))
-        .collect();
-    if !states.iter().all(|s| is_final(s)) {
-        return Ok(());
-    }
-    let state = run_state(&states);
     svc.store
         .set_run_state(shop, run_id, state, Some(svc.now()))
         .await?;
     // The lease is left to expire: the next trigger finds its run ended (see `start`).
-    tracing::info!(shop, run_id, state, "run finished");
+    tracing::info!(shop, run_id, %state, "run finished");
     let seconds = report
-        .get("started_at")
-        .and_then(Value::as_str)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| (svc.now() - t.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0)
+        .started_at
+        .map(|t| (svc.now() - t).num_milliseconds() as f64 / 1000.0)
         .unwrap_or(0.0);
     crate::metrics::emit(&crate::metrics::run_finished(shop, report, state, seconds));
     Ok(())
@@ -415,42 +368,32 @@ async fn finish_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn r_syn_5_run_state_is_honest() {
-        assert_eq!(run_state(&["succeeded", "succeeded"]), "succeeded");
-        assert_eq!(run_state(&["succeeded", "skipped"]), "succeeded");
-        assert_eq!(run_state(&["succeeded", "partial"]), "partial");
-        assert_eq!(run_state(&["succeeded", "failed"]), "partial");
-        assert_eq!(run_state(&["failed", "failed"]), "failed");
-    }
+    use mapping::api::PartState;
 
     #[test]
     fn r_syn_5_the_job_of_a_runs_last_part_ends_the_run_in_its_report_write() {
+        use mapping::api::Entity as E;
         // GIVEN a run read when the invoice job began: every other part had ended
-        let read = serde_json::json!({"entities": {
-            "categories": {"state": "succeeded"}, "products": {"state": "partial"},
-            "customers": {"state": "skipped"}, "invoices": {"state": "queued"}}});
-        let done = Tally {
-            state: "succeeded".into(),
-            ..Tally::default()
-        };
+        let part = |state| EntityReport::in_state(state);
+        let mut read = RunReport::default();
+        read.entities
+            .insert(E::Categories, part(PartState::Succeeded));
+        read.entities.insert(E::Products, part(PartState::Partial));
+        read.entities.insert(E::Customers, part(PartState::Skipped));
+        read.entities.insert(E::Invoices, part(PartState::Queued));
+        let done = part(PartState::Succeeded);
         let now: DateTime<Utc> = "2026-11-29T09:00:00Z".parse().unwrap();
         // WHEN its part ends THEN its write ends the run, honestly, if the others still stand
         let end = last_part_ending(&read, &[(Entity::Invoices, done.clone())], now).unwrap();
-        assert_eq!(end.state, "partial");
+        assert_eq!(end.state, RunState::Partial);
         assert_eq!(end.finished_at, now);
         assert_eq!(end.others.len(), 3);
-        assert!(end.others.contains(&("products".into(), "partial".into())));
+        assert!(end.others.contains(&(E::Products, PartState::Partial)));
         // AND a job that is not the last (customers still queued when it began) does not
-        let mut read = read;
-        read["entities"]["customers"]["state"] = "queued".into();
+        read.entity_mut(E::Customers).state = PartState::Queued;
         assert!(last_part_ending(&read, &[(Entity::Invoices, done.clone())], now).is_none());
         // AND a part still running never ends the run
-        let running = Tally {
-            state: "running".into(),
-            ..Tally::default()
-        };
+        let running = part(PartState::Running);
         assert!(last_part_ending(&read, &[(Entity::Customers, running)], now).is_none());
     }
 

@@ -4,16 +4,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use abaha::{AbahaClient, AbahaConfig};
-use async_trait::async_trait;
-use chrono::{DateTime, Duration as ChronoDuration, DurationRound, Utc};
-use kiotviet::{
-    BudgetExhausted, Credentials, GetBudget, KiotVietClient, KiotVietConfig, TokenSlot,
-};
+use chrono::{DateTime, Utc};
+use kiotviet::{Credentials, GetBudget, KiotVietClient, KiotVietConfig, TokenSlot};
 use mapping::time::{Clock, SystemClock};
 use secrecy::SecretString;
-use store::{BudgetAnswer, Connection, JobQueue, SecretSealer, Store};
+use store::{Connection, JobQueue, SecretSealer, Store};
 
 use crate::settings::{Settings, secret_from_env};
+
+mod budget;
+mod observer;
+
+pub use budget::{RESERVE, SharedBudget};
+pub use observer::{PushObserver, PushStep};
 
 /// Everything a handler needs. Cheap to share: build it once in `main` and borrow it per event.
 #[derive(Clone)]
@@ -34,7 +37,7 @@ pub struct Service {
     /// sells the same few hundred products all day, and the link of a product never changes.
     product_ids: Arc<std::sync::Mutex<std::collections::HashMap<(String, i64), String>>>,
     /// Hears each step of every order push; none in service (the model-checking test sets one).
-    push_observer: Option<Arc<dyn crate::push::orders::PushObserver>>,
+    push_observer: Option<Arc<dyn PushObserver>>,
     /// Per shop: the opened client secret and the KiotViet token, for the container's life and
     /// shared by every job it runs, so a warm container asks neither KMS nor KiotViet's token
     /// host again. Keyed by the connection's version: a saved connection with another secret,
@@ -194,15 +197,12 @@ impl Service {
 
     /// This service with `observer` hearing every step of every order push (tests that pause or
     /// crash pushes between steps).
-    pub fn with_push_observer(
-        mut self,
-        observer: Arc<dyn crate::push::orders::PushObserver>,
-    ) -> Self {
+    pub fn with_push_observer(mut self, observer: Arc<dyn PushObserver>) -> Self {
         self.push_observer = Some(observer);
         self
     }
 
-    pub(crate) async fn observe_push(&self, order_id: &str, step: crate::push::orders::PushStep) {
+    pub(crate) async fn observe_push(&self, order_id: &str, step: PushStep) {
         if let Some(observer) = &self.push_observer {
             observer.at(order_id, step).await;
         }
@@ -413,280 +413,11 @@ impl Service {
     }
 }
 
-/// The KiotViet GET budget of one retailer, kept in DynamoDB so that every function and every
-/// concurrent run of the shop draws from the same hourly allowance (R-SYN-6).
-///
-/// Calls are reserved from the table several at a time and handed out locally, so a long pull
-/// costs one DynamoDB write per [`RESERVE`] GETs, not one per GET. A reservation grows with what
-/// the client has used (1, 1, 2, 4, … up to `reserve`): what a client leaves unused when it is
-/// dropped is simply not spent, so a short pull (an incremental run: one GET) must not reserve
-/// more than it uses, and a long one wastes less than `reserve`.
-pub struct SharedBudget {
-    pub store: Arc<dyn store::BudgetStore>,
-    pub clock: Arc<dyn Clock>,
-    pub per_hour: u32,
-    /// Most calls taken from the table at once (1: exactly what is asked).
-    pub reserve: u32,
-    /// Calls this client has been granted by the table so far.
-    pub granted: std::sync::atomic::AtomicU32,
-    /// (window of the reservation, calls left in it)
-    pub reserved: std::sync::Mutex<(Option<DateTime<Utc>>, u32)>,
-    /// One refill at a time: GETs that find the reservation spent together wait for one refill
-    /// instead of each taking `reserve` calls from the table.
-    pub refill: tokio::sync::Mutex<()>,
-}
-
-impl SharedBudget {
-    /// A budget that takes exactly the calls asked for, up to `per_hour`.
-    pub fn exact(store: Arc<dyn store::BudgetStore>, clock: Arc<dyn Clock>, per_hour: u32) -> Self {
-        SharedBudget {
-            store,
-            clock,
-            per_hour,
-            reserve: 1,
-            granted: std::sync::atomic::AtomicU32::new(0),
-            reserved: std::sync::Mutex::new((None, 0)),
-            refill: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// Takes `n` calls from this client's reservation for `window`, if it holds them.
-    fn take_reserved(&self, window: DateTime<Utc>, n: u32) -> bool {
-        let mut r = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
-        if r.0 == Some(window) && r.1 >= n {
-            r.1 -= n;
-            return true;
-        }
-        false
-    }
-}
-
 /// Most opened connections one container keeps.
 const OPENED_CACHE_MAX: usize = 10_000;
 
 /// Most product links one container keeps (about 10 MB).
 const PRODUCT_CACHE_MAX: usize = 100_000;
 
-/// Most GETs a pull reserves from the shared budget at once.
-pub const RESERVE: u32 = 25;
-
-#[async_trait]
-impl GetBudget for SharedBudget {
-    async fn take(&self, retailer: &str, n: u32) -> Result<(), BudgetExhausted> {
-        let now = self.clock.now();
-        let window = now.duration_trunc(ChronoDuration::hours(1)).unwrap_or(now);
-        if self.take_reserved(window, n) {
-            return Ok(());
-        }
-        let _refilling = self.refill.lock().await;
-        // Someone else may have refilled while this one waited.
-        if self.take_reserved(window, n) {
-            return Ok(());
-        }
-        // Reserve about as many as used so far, up to `reserve`; near the limit, only what is asked.
-        let used = self.granted.load(std::sync::atomic::Ordering::Relaxed);
-        let want = n.max(self.reserve.min(used.max(1)));
-        let answer = match self.store.take(retailer, window, want, self.per_hour).await {
-            Ok(BudgetAnswer::Exhausted { .. }) if want > n => self
-                .store
-                .take(retailer, window, n, self.per_hour)
-                .await
-                .map(|a| (a, n)),
-            other => other.map(|a| (a, want)),
-        };
-        match answer.map(|(a, got)| {
-            if matches!(a, BudgetAnswer::Granted { .. }) {
-                self.granted
-                    .fetch_add(got, std::sync::atomic::Ordering::Relaxed);
-                let mut r = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
-                let left = if r.0 == Some(window) { r.1 } else { 0 };
-                *r = (Some(window), left + got - n);
-            }
-            a
-        }) {
-            Ok(BudgetAnswer::Granted { .. }) => Ok(()),
-            Ok(BudgetAnswer::Exhausted { .. }) => Err(BudgetExhausted {
-                retry_at: window + ChronoDuration::hours(1),
-            }),
-            // The budget is a guard, not the source of truth: a storage hiccup must not stop a sync.
-            // KiotViet's own 429 (retried with backoff) still protects the shop.
-            Err(e) => {
-                tracing::warn!(error = %e, "GET budget unavailable; proceeding without it");
-                Ok(())
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod budget_tests {
-    use super::*;
-    use mapping::time::FixedClock;
-    use store::BudgetStore;
-
-    /// The memory store, answering budget takes only after yielding, as a table would.
-    #[derive(Default)]
-    struct SlowBudget {
-        table: store::MemoryStore,
-        calls: std::sync::atomic::AtomicU32,
-    }
-
-    impl SlowBudget {
-        async fn used(&self, retailer: &str, window: DateTime<Utc>) -> u32 {
-            match self.table.take(retailer, window, 0, u32::MAX).await {
-                Ok(BudgetAnswer::Granted { used }) => used,
-                other => panic!("{other:?}"),
-            }
-        }
-    }
-
-    #[async_trait]
-    impl store::BudgetStore for SlowBudget {
-        async fn take(
-            &self,
-            retailer: &str,
-            window_start: DateTime<Utc>,
-            n: u32,
-            limit: u32,
-        ) -> Result<BudgetAnswer, store::StoreError> {
-            self.calls
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            for _ in 0..3 {
-                tokio::task::yield_now().await;
-            }
-            self.table.take(retailer, window_start, n, limit).await
-        }
-    }
-
-    #[tokio::test]
-    async fn r_syn_6_concurrent_gets_share_one_refill_and_the_table_counts_about_what_was_used() {
-        // GIVEN a pull client reserving up to RESERVE GETs at a time
-        let table = Arc::new(SlowBudget::default());
-        let now: DateTime<Utc> = "2026-11-29T09:30:00Z".parse().expect("a time");
-        let budget = Arc::new(SharedBudget {
-            reserve: RESERVE,
-            ..SharedBudget::exact(table.clone(), Arc::new(FixedClock(now)), 5000)
-        });
-        let window = now
-            .duration_trunc(ChronoDuration::hours(1))
-            .expect("an hour");
-        // WHEN 100 GETs ask for a call, 20 at the same moment
-        for _ in 0..5 {
-            let takes = (0..20).map(|_| {
-                let budget = budget.clone();
-                tokio::spawn(async move { budget.take("shop", 1).await })
-            });
-            for take in futures::future::join_all(takes).await {
-                assert!(matches!(take, Ok(Ok(()))), "{take:?}");
-            }
-        }
-        // THEN the table counts what was used and less than one reservation more
-        let used = table.used("shop", window).await;
-        assert!((100..100 + RESERVE).contains(&used), "{used}");
-        // AND it was asked a handful of times, not once per GET that found the reservation spent
-        let calls = table.calls.load(std::sync::atomic::Ordering::Relaxed);
-        assert!(calls <= 10, "{calls} table calls for 100 GETs");
-    }
-
-    #[tokio::test]
-    async fn r_syn_6_a_pull_making_one_get_reserves_one() {
-        // GIVEN a pull client reserving up to RESERVE GETs at a time
-        let table = Arc::new(SlowBudget::default());
-        let now: DateTime<Utc> = "2026-11-29T09:30:00Z".parse().expect("a time");
-        let budget = SharedBudget {
-            reserve: RESERVE,
-            ..SharedBudget::exact(table.clone(), Arc::new(FixedClock(now)), 5000)
-        };
-        // WHEN it makes one GET (an incremental run with nothing new) and is dropped
-        assert!(budget.take("shop", 1).await.is_ok());
-        drop(budget);
-        // THEN the shop's allowance is down by one, not by a reservation left unused
-        let window = now
-            .duration_trunc(ChronoDuration::hours(1))
-            .expect("an hour");
-        assert_eq!(table.used("shop", window).await, 1);
-    }
-}
-
-#[cfg(test)]
-mod opened_tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use secrecy::ExposeSecret;
-    use store::{SealedSecret, StoreError};
-
-    use super::*;
-
-    /// The memory sealer, counting opens (each would be a KMS Decrypt).
-    #[derive(Default)]
-    struct CountingSealer {
-        inner: store::MemorySealer,
-        opens: AtomicU32,
-    }
-
-    #[async_trait]
-    impl SecretSealer for CountingSealer {
-        async fn seal(
-            &self,
-            shop: &str,
-            secret: &SecretString,
-        ) -> Result<SealedSecret, StoreError> {
-            self.inner.seal(shop, secret).await
-        }
-
-        async fn open(
-            &self,
-            shop: &str,
-            sealed: &SealedSecret,
-        ) -> Result<SecretString, StoreError> {
-            self.opens.fetch_add(1, Ordering::Relaxed);
-            self.inner.open(shop, sealed).await
-        }
-    }
-
-    fn connection(sealed: SealedSecret) -> Connection {
-        let mut conn: Connection = serde_json::from_value(serde_json::json!({
-            "shop_id": "s1", "account_type": "fnb", "retailer": "r", "client_id": "c",
-            "sealed_secret": "", "branch_id": 1,
-            "sync": {"products": true, "customers": true, "orders": true},
-            "keep_app_product_status": true, "invoice_history_days": 30,
-            "created_at": "2026-11-29T02:00:00Z", "updated_at": "2026-11-29T02:00:00Z"
-        }))
-        .expect("a connection");
-        conn.sealed_secret = sealed;
-        conn
-    }
-
-    #[tokio::test]
-    async fn r_con_4_a_warm_container_opens_a_secret_once_and_a_changed_one_at_once() {
-        // GIVEN a service whose sealer counts opens, and a shop's connection
-        let sealer = Arc::new(CountingSealer::default());
-        let svc = Service::new(ServiceParts {
-            settings: Settings::default(),
-            store: Arc::new(store::MemoryStore::new()),
-            sealer: sealer.clone(),
-            queue: Arc::new(store::MemoryQueue::new()),
-            kv_config: KiotVietConfig::for_urls("http://127.0.0.1:9", "http://127.0.0.1:9"),
-            abaha_token: SecretString::from("t".to_string()),
-            admin_token: SecretString::from("a".to_string()),
-            clock: Arc::new(SystemClock),
-        });
-        let one = SecretString::from("one".to_string());
-        let conn = connection(sealer.seal("s1", &one).await.expect("sealed"));
-        // WHEN two jobs of the container open it
-        let (a, slot_a) = svc.open_connection(&conn).await.expect("opened");
-        let (b, slot_b) = svc.open_connection(&conn).await.expect("opened");
-        // THEN the secret was opened once and both share one token slot
-        assert_eq!(sealer.opens.load(Ordering::Relaxed), 1);
-        assert_eq!((a.expose_secret(), b.expose_secret()), ("one", "one"));
-        assert!(Arc::ptr_eq(&slot_a, &slot_b));
-        // WHEN the connection is saved with another secret
-        let two = SecretString::from("two".to_string());
-        let changed = connection(sealer.seal("s1", &two).await.expect("sealed"));
-        let (c, slot_c) = svc.open_connection(&changed).await.expect("opened");
-        // THEN the next job uses the new secret at once, with a token of its own
-        assert_eq!(c.expose_secret(), "two");
-        assert_eq!(sealer.opens.load(Ordering::Relaxed), 2);
-        assert!(!Arc::ptr_eq(&slot_a, &slot_c));
-    }
-}
+mod opened_tests;

@@ -8,9 +8,8 @@
 //! `RunsAbandoned` metric raises the template's alarm.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use mapping::api::{PartState, RunError, RunReport, RunState};
 
-use crate::model::{self, Tally};
 use crate::service::Service;
 
 /// What the owner reads on each part the run left unfinished.
@@ -32,24 +31,18 @@ pub async fn close_abandoned(
     let Some(unfinished) = unfinished_parts(&report, now) else {
         return Ok(None);
     };
-    let Some(run_id) = report.get("run_id").and_then(Value::as_str) else {
+    let run_id = report.run_id.as_str();
+    if run_id.is_empty() {
         return Ok(None);
-    };
+    }
     for part in &unfinished {
         // Its counts so far stay; only the state and the reason change.
-        let mut section = match report.pointer(&format!("/entities/{part}")) {
-            Some(Value::Object(m)) => m.clone(),
-            _ => Tally::default()
-                .to_value()
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        };
-        section.insert("state".into(), json!("failed"));
-        section.insert("message".into(), json!(ABANDONED));
-        section.remove("waiting_until");
+        let mut section = report.entities.get(part).cloned().unwrap_or_default();
+        section.state = PartState::Failed;
+        section.message = Some(ABANDONED.to_string());
+        section.waiting_until = None;
         svc.store
-            .put_entity_report(shop, run_id, part, &Value::Object(section))
+            .put_entity_report(shop, run_id, *part, &section)
             .await?;
     }
     svc.store
@@ -58,34 +51,22 @@ pub async fn close_abandoned(
             run_id,
             &unfinished
                 .iter()
-                .map(|p| json!({"entity": p, "kiotviet_id": null, "message": ABANDONED}))
+                .map(|p| RunError::new(p, None, ABANDONED))
                 .collect::<Vec<_>>(),
         )
         .await?;
-    let states: Vec<String> = report
-        .get("entities")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(name, e)| {
-                    if unfinished.contains(name) {
-                        "failed".to_string()
-                    } else {
-                        e.get("state")
-                            .and_then(Value::as_str)
-                            .unwrap_or("failed")
-                            .to_string()
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let refs: Vec<&str> = states.iter().map(String::as_str).collect();
-    let state = model::run_state(&refs);
+    let states = report.entities.iter().map(|(entity, e)| {
+        if unfinished.contains(entity) {
+            PartState::Failed
+        } else {
+            e.state
+        }
+    });
+    let state = RunState::of_parts(states).unwrap_or(RunState::Failed);
     svc.store
         .set_run_state(shop, run_id, state, Some(now))
         .await?;
-    tracing::warn!(shop, run_id, parts = ?unfinished, state, "abandoned run reported failed");
+    tracing::warn!(shop, run_id, parts = ?unfinished, %state, "abandoned run reported failed");
     crate::metrics::emit(&crate::metrics::abandoned(shop, run_id));
     Ok(Some(run_id.to_string()))
 }
@@ -128,14 +109,10 @@ pub async fn resume_if_stalled(
         return Ok(false);
     };
     let resumes = report
-        .get("errors")
-        .and_then(Value::as_array)
-        .map(|e| {
-            e.iter()
-                .filter(|e| e.get("message").and_then(Value::as_str) == Some(RESUMED))
-                .count()
-        })
-        .unwrap_or(0);
+        .errors
+        .iter()
+        .filter(|e| e.message == RESUMED)
+        .count();
     if resumes >= MAX_RESUMES * open.len().max(1) {
         return Ok(false);
     }
@@ -145,20 +122,26 @@ pub async fn resume_if_stalled(
     for part in &open {
         match svc
             .store
-            .acquire_lease(shop, part, &probe, now + chrono::Duration::seconds(5), now)
+            .acquire_lease(
+                shop,
+                part.as_str(),
+                &probe,
+                now + chrono::Duration::seconds(5),
+                now,
+            )
             .await?
         {
             LeaseAnswer::Acquired => {
-                svc.store.release_lease(shop, part, &probe).await?;
+                svc.store.release_lease(shop, part.as_str(), &probe).await?;
             }
             LeaseAnswer::HeldBy { .. } => return Ok(false),
         }
     }
     let parts: Vec<Entity> = Entity::ALL
         .into_iter()
-        .filter(|e| open.iter().any(|p| p == e.as_str()))
+        .filter(|e| open.contains(e))
         .collect();
-    let full = report.get("full").and_then(Value::as_bool).unwrap_or(false);
+    let full = report.full;
     let catalog: Vec<Entity> = parts
         .iter()
         .copied()
@@ -197,7 +180,7 @@ pub async fn resume_if_stalled(
             run_id,
             &open
                 .iter()
-                .map(|p| json!({"entity": p, "kiotviet_id": null, "message": RESUMED}))
+                .map(|p| RunError::new(p, None, RESUMED))
                 .collect::<Vec<_>>(),
         )
         .await?;
@@ -207,37 +190,39 @@ pub async fn resume_if_stalled(
 
 /// The parts of an open run that will not finish by themselves; None when the run is over or
 /// still legitimately waiting (a budget pause that has not yet passed).
-pub fn unfinished_parts(report: &Value, now: DateTime<Utc>) -> Option<Vec<String>> {
-    let state = report.get("state").and_then(Value::as_str).unwrap_or("");
-    if matches!(state, "succeeded" | "partial" | "failed") {
+pub fn unfinished_parts(
+    report: &RunReport,
+    now: DateTime<Utc>,
+) -> Option<Vec<mapping::api::Entity>> {
+    if report.state.is_finished() {
         return None;
     }
-    let entities = report.get("entities")?.as_object()?;
-    let waiting = entities.values().any(|e| {
-        e.get("state").and_then(Value::as_str) == Some("waiting")
-            && e.get("waiting_until")
-                .and_then(Value::as_str)
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .is_some_and(|t| t > now)
-    });
+    let waiting = report
+        .entities
+        .values()
+        .any(|e| e.state == PartState::Waiting && e.waiting_until.is_some_and(|t| t > now));
     if waiting {
         return None;
     }
-    let open: Vec<String> = entities
+    let open: Vec<mapping::api::Entity> = report
+        .entities
         .iter()
-        .filter(|(_, e)| {
-            !e.get("state")
-                .and_then(Value::as_str)
-                .is_some_and(model::is_final)
-        })
-        .map(|(name, _)| name.clone())
+        .filter(|(_, e)| !e.state.is_final())
+        .map(|(entity, _)| *entity)
         .collect();
     (!open.is_empty()).then_some(open)
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
+    use mapping::api::Entity as E;
+
+    fn report(v: Value) -> RunReport {
+        serde_json::from_value(v).unwrap()
+    }
 
     fn now() -> DateTime<Utc> {
         "2026-11-29T10:00:00Z".parse().unwrap()
@@ -245,28 +230,26 @@ mod tests {
 
     #[test]
     fn given_a_run_left_running_then_its_open_parts_are_the_ones_to_fail() {
-        let report = json!({"run_id": "r", "state": "running", "entities": {
+        let report = report(json!({"run_id": "r", "state": "running", "entities": {
             "categories": {"state": "succeeded"}, "products": {"state": "running"},
-            "invoices": {"state": "queued"}}});
+            "invoices": {"state": "queued"}}}));
         assert_eq!(
             unfinished_parts(&report, now()),
-            Some(vec!["invoices".to_string(), "products".to_string()])
+            Some(vec![E::Products, E::Invoices])
         );
     }
 
     #[test]
     fn given_a_finished_run_or_one_waiting_for_the_budget_then_nothing_is_abandoned() {
-        let done = json!({"state": "partial", "entities": {"products": {"state": "running"}}});
+        let done =
+            report(json!({"state": "partial", "entities": {"products": {"state": "running"}}}));
         assert_eq!(unfinished_parts(&done, now()), None);
-        let waiting = json!({"state": "running", "entities": {
-            "customers": {"state": "waiting", "waiting_until": "2026-11-29T10:20:00+00:00"}}});
+        let waiting = report(json!({"state": "running", "entities": {
+            "customers": {"state": "waiting", "waiting_until": "2026-11-29T10:20:00+00:00"}}}));
         assert_eq!(unfinished_parts(&waiting, now()), None);
-        let overdue = json!({"state": "running", "entities": {
-            "customers": {"state": "waiting", "waiting_until": "2026-11-29T09:00:00+00:00"}}});
-        assert_eq!(
-            unfinished_parts(&overdue, now()),
-            Some(vec!["customers".to_string()])
-        );
+        let overdue = report(json!({"state": "running", "entities": {
+            "customers": {"state": "waiting", "waiting_until": "2026-11-29T09:00:00+00:00"}}}));
+        assert_eq!(unfinished_parts(&overdue, now()), Some(vec![E::Customers]));
     }
 
     fn connection() -> store::Connection {
@@ -285,7 +268,10 @@ mod tests {
         let initial = json!({"run_id": "run-1", "state": "running", "full": false,
             "entities": {"customers": {"state": "running", "read": 100}},
             "manual_actions": [], "errors": []});
-        svc.store.create_run("s1", "run-1", &initial).await.unwrap();
+        svc.store
+            .create_run("s1", "run-1", &report(initial))
+            .await
+            .unwrap();
         let ttl = chrono::Duration::from_std(svc.settings.lease_ttl).unwrap();
         let until = now() + ttl - chrono::Duration::seconds(61);
         // WHEN a part is still held by a live delivery THEN nothing is resumed
@@ -327,7 +313,8 @@ mod tests {
         assert_eq!(jobs[0].body["run_id"], json!("run-1"));
         assert_eq!(jobs[0].body["entities"], json!(["customers"]));
         // AND the report says so
-        let report = svc.store.get_run("s1", "run-1").await.unwrap().unwrap();
+        let report =
+            serde_json::to_value(svc.store.get_run("s1", "run-1").await.unwrap().unwrap()).unwrap();
         assert_eq!(report["errors"][0]["message"], json!(RESUMED), "{report}");
     }
 
@@ -339,12 +326,16 @@ mod tests {
         let initial = json!({"run_id": "run-1", "state": "running", "finished_at": null,
             "entities": {"categories": {"state": "succeeded"}, "products": {"state": "running", "read": 300}},
             "manual_actions": [], "errors": []});
-        svc.store.create_run("s1", "run-1", &initial).await.unwrap();
+        svc.store
+            .create_run("s1", "run-1", &report(initial))
+            .await
+            .unwrap();
         // WHEN the next trigger found the shop's run lease lapsed
         let closed = close_abandoned(&svc, "s1", now()).await.unwrap();
         // THEN the run is over, partial (categories did finish), with the cause on the part
         assert_eq!(closed.as_deref(), Some("run-1"));
-        let report = svc.store.get_run("s1", "run-1").await.unwrap().unwrap();
+        let report =
+            serde_json::to_value(svc.store.get_run("s1", "run-1").await.unwrap().unwrap()).unwrap();
         assert_eq!(report["state"], json!("partial"), "{report}");
         assert!(report["finished_at"].is_string(), "{report}");
         assert_eq!(report["entities"]["products"]["state"], json!("failed"));

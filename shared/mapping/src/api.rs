@@ -206,6 +206,21 @@ impl std::str::FromStr for Entity {
     }
 }
 
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `POST …/sync` (the Sync button).
+    Api,
+    /// The 15-minute schedule.
+    Schedule,
+    /// A KiotViet webhook delivery.
+    Webhook,
+    /// An order push that had to record a manual action and found no run to add it to.
+    Push,
+}
+
+/// The state of a run as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
@@ -235,25 +250,141 @@ impl RunState {
             RunState::Succeeded | RunState::Partial | RunState::Failed
         )
     }
+
+    /// How a run ended from the final states of its parts: succeeded when every part succeeded
+    /// (or was skipped), failed when every part failed, else partial. `None` while a part has
+    /// not ended.
+    pub fn of_parts(parts: impl IntoIterator<Item = PartState>) -> Option<RunState> {
+        let (mut all, mut ok, mut failed) = (0usize, 0usize, 0usize);
+        for p in parts {
+            if !p.is_final() {
+                return None;
+            }
+            all += 1;
+            match p {
+                PartState::Succeeded | PartState::Skipped => ok += 1,
+                PartState::Failed => failed += 1,
+                _ => {}
+            }
+        }
+        Some(if ok == all {
+            RunState::Succeeded
+        } else if failed == all {
+            RunState::Failed
+        } else {
+            RunState::Partial
+        })
+    }
 }
 
-/// A run's progress and result (R-SYN-5); readable while it runs and afterwards.
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state of one part (entity) of a run: a run state, or `waiting` for the KiotViet hourly
+/// GET budget (R-SYN-6), or `skipped` (switched off, or nothing to do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartState {
+    #[default]
+    Queued,
+    Running,
+    Waiting,
+    Succeeded,
+    Partial,
+    Failed,
+    Skipped,
+}
+
+impl PartState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartState::Queued => "queued",
+            PartState::Running => "running",
+            PartState::Waiting => "waiting",
+            PartState::Succeeded => "succeeded",
+            PartState::Partial => "partial",
+            PartState::Failed => "failed",
+            PartState::Skipped => "skipped",
+        }
+    }
+
+    /// After these a part does no more work in its run.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            PartState::Succeeded | PartState::Partial | PartState::Failed | PartState::Skipped
+        )
+    }
+}
+
+impl fmt::Display for PartState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A run's progress and result (R-SYN-5, CONTRACTS §1 "Run report"); readable while it runs
+/// and afterwards. The one shape of a report: written by the engine, kept by both store
+/// adapters, shown by the API.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RunReport {
-    pub run_id: String,
-    pub state: RunState,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    /// Keyed by [`Entity::as_str`].
     #[serde(default)]
-    pub entities: BTreeMap<String, EntityReport>,
+    pub run_id: String,
+    #[serde(default)]
+    pub state: RunState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    /// A full sync (everything re-read) rather than an incremental one.
+    #[serde(default)]
+    pub full: bool,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub entities: BTreeMap<Entity, EntityReport>,
     #[serde(default)]
     pub manual_actions: Vec<ManualAction>,
     #[serde(default)]
     pub errors: Vec<RunError>,
+    /// Manual actions turned away by the cap of a report's list (a huge run cannot outgrow its
+    /// stored item); shown only when some were.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub manual_actions_dropped: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub errors_dropped: u64,
 }
 
 impl RunReport {
+    /// A new run whose parts are all queued.
+    pub fn queued(
+        run_id: impl Into<String>,
+        trigger: Trigger,
+        full: bool,
+        started_at: DateTime<Utc>,
+        entities: impl IntoIterator<Item = Entity>,
+    ) -> Self {
+        RunReport {
+            run_id: run_id.into(),
+            state: RunState::Queued,
+            trigger: Some(trigger),
+            full,
+            started_at: Some(started_at),
+            entities: entities
+                .into_iter()
+                .map(|e| (e, EntityReport::default()))
+                .collect(),
+            ..RunReport::default()
+        }
+    }
+
     /// Wall-clock duration of a finished run.
     pub fn duration_ms(&self) -> Option<i64> {
         Some((self.finished_at? - self.started_at?).num_milliseconds())
@@ -261,33 +392,62 @@ impl RunReport {
 
     /// The entity's report, created empty on first use.
     pub fn entity_mut(&mut self, entity: Entity) -> &mut EntityReport {
-        self.entities.entry(entity.as_str().to_owned()).or_default()
+        self.entities.entry(entity).or_default()
+    }
+
+    /// Whether every part has ended.
+    pub fn all_parts_final(&self) -> bool {
+        self.entities.values().all(|e| e.state.is_final())
+    }
+
+    /// The run as readers see it: a run whose parts have started is `running`, although only its
+    /// parts' reports say so (the pulls do not write the run's state when they start).
+    pub fn as_shown(mut self) -> Self {
+        if self.state == RunState::Queued
+            && self.entities.values().any(|e| e.state != PartState::Queued)
+        {
+            self.state = RunState::Running;
+        }
+        self
     }
 }
 
-/// Counts for one entity of a run.
+/// Counts for one entity of a run (the report's `entities.<entity>`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EntityReport {
-    pub state: RunState,
+    pub state: PartState,
     pub created: u64,
     pub updated: u64,
     pub unchanged: u64,
     pub failed: u64,
     /// Skipped records by reason (`no_phone`, `cancelled`, …).
-    #[serde(default)]
     pub skipped: BTreeMap<String, u64>,
-    /// KiotViet GET requests spent (R-SYN-6 budget).
+    /// KiotViet GET requests spent (R-SYN-6 budget; token calls excluded).
     pub api_calls: u64,
     /// Ids KiotViet reported removed: listed, never deleted in Abaha (R-PRD-4).
     pub removed_in_kiotviet: u64,
-    #[serde(default)]
+    /// Abaha Sync API calls spent.
     pub abaha_calls: u64,
+    /// Records read from KiotViet.
+    pub read: u64,
     /// Set while the entity waits for the hourly GET budget to refill.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_until: Option<DateTime<Utc>>,
+    /// A sentence for the shop owner when the entity did not succeed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl EntityReport {
+    /// A part in `state` with nothing counted yet.
+    pub fn in_state(state: PartState) -> Self {
+        EntityReport {
+            state,
+            ..EntityReport::default()
+        }
+    }
+
     pub fn skip(&mut self, reason: &str) {
         *self.skipped.entry(reason.to_owned()).or_default() += 1;
     }
@@ -303,6 +463,22 @@ impl EntityReport {
     pub fn skipped_total(&self) -> u64 {
         self.skipped.values().sum()
     }
+
+    /// Adds another tally's counts to this one (a page's counts to the pull's, a resumed
+    /// delivery's to the checkpoint's). State, `waiting_until` and `message` are this one's.
+    pub fn merge(&mut self, other: &EntityReport) {
+        self.created += other.created;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.failed += other.failed;
+        for (reason, n) in &other.skipped {
+            *self.skipped.entry(reason.clone()).or_default() += n;
+        }
+        self.api_calls += other.api_calls;
+        self.removed_in_kiotviet += other.removed_in_kiotviet;
+        self.abaha_calls += other.abaha_calls;
+        self.read += other.read;
+    }
 }
 
 /// Something the shop owner must do by hand, because the sync must not (R-PRD-4, R-ORD-2).
@@ -317,11 +493,29 @@ pub struct ManualAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ManualActionKind {
+    /// R-PRD-4: a product deleted in KiotViet stays in Abaha until the owner deletes it.
     DeleteProductInAbaha,
+    /// R-ORD-2: an order cancelled in Abaha after it reached KiotViet.
     CancelOrderInKiotviet,
+    /// An invoice cancelled in KiotViet after it was synced to Abaha as a completed order.
+    CancelOrderInAbaha,
 }
 
 impl ManualAction {
+    pub fn new(
+        kind: ManualActionKind,
+        kiotviet_id: Option<i64>,
+        abaha_id: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ManualAction {
+            kind,
+            kiotviet_id,
+            abaha_id,
+            message: message.into(),
+        }
+    }
+
     /// R-PRD-4: a product removed in KiotViet stays in Abaha until the owner deletes it.
     pub fn delete_product_in_abaha(
         kiotviet_id: i64,
@@ -370,11 +564,26 @@ impl ManualAction {
     }
 }
 
+/// A record or part that failed, for the shop owner (the report's `errors`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunError {
     pub entity: String,
     pub kiotviet_id: Option<i64>,
     pub message: String,
+}
+
+impl RunError {
+    pub fn new(
+        entity: impl fmt::Display,
+        kiotviet_id: Option<i64>,
+        message: impl Into<String>,
+    ) -> Self {
+        RunError {
+            entity: entity.to_string(),
+            kiotviet_id,
+            message: message.into(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -667,5 +876,90 @@ mod tests {
             v,
             json!({"error": {"code": "unknown_shop", "message": "No such shop.", "details": {}}})
         );
+    }
+}
+
+#[cfg(test)]
+mod run_report_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn a_run_ends_as_its_parts_say() {
+        use PartState::*;
+        let table: &[(&[PartState], Option<RunState>)] = &[
+            (&[Succeeded, Succeeded], Some(RunState::Succeeded)),
+            (&[Succeeded, Skipped], Some(RunState::Succeeded)),
+            (&[Skipped], Some(RunState::Succeeded)),
+            (&[Failed, Failed], Some(RunState::Failed)),
+            (&[Failed, Succeeded], Some(RunState::Partial)),
+            (&[Partial, Succeeded], Some(RunState::Partial)),
+            (&[Failed, Skipped], Some(RunState::Partial)),
+            (&[Succeeded, Running], None),
+            (&[Waiting], None),
+            (&[Queued, Failed], None),
+            (&[], Some(RunState::Succeeded)),
+        ];
+        for (parts, want) in table {
+            assert_eq!(
+                RunState::of_parts(parts.iter().copied()),
+                *want,
+                "{parts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_queued_run_whose_parts_started_is_shown_running() {
+        let at = "2026-12-05T10:00:00Z".parse().unwrap();
+        let mut report = RunReport::queued("r", Trigger::Api, false, at, Entity::ALL);
+        assert_eq!(report.clone().as_shown().state, RunState::Queued);
+        report.entity_mut(Entity::Invoices).state = PartState::Waiting;
+        assert_eq!(report.clone().as_shown().state, RunState::Running);
+        report.state = RunState::Failed;
+        assert_eq!(report.as_shown().state, RunState::Failed);
+    }
+
+    #[test]
+    fn merging_tallies_adds_every_count_and_keeps_the_state() {
+        let mut a = EntityReport::in_state(PartState::Running);
+        a.created = 1;
+        a.skip("no_phone");
+        a.read = 10;
+        let mut b = EntityReport::in_state(PartState::Failed);
+        b.created = 2;
+        b.updated = 3;
+        b.unchanged = 4;
+        b.failed = 5;
+        b.skip("no_phone");
+        b.skip("cancelled");
+        b.api_calls = 6;
+        b.removed_in_kiotviet = 7;
+        b.abaha_calls = 8;
+        b.read = 9;
+        a.merge(&b);
+        assert_eq!(a.state, PartState::Running);
+        assert_eq!((a.created, a.updated, a.unchanged, a.failed), (3, 3, 4, 5));
+        assert_eq!(
+            (a.api_calls, a.removed_in_kiotviet, a.abaha_calls, a.read),
+            (6, 7, 8, 19)
+        );
+        assert_eq!(a.skipped["no_phone"], 2);
+        assert_eq!(a.skipped["cancelled"], 1);
+    }
+
+    #[test]
+    fn a_report_serializes_to_the_contract_shape() {
+        let at = "2026-12-05T10:00:00Z".parse().unwrap();
+        let report = RunReport::queued("r", Trigger::Schedule, false, at, [Entity::Products]);
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(v["state"], "queued");
+        assert_eq!(v["finished_at"], Value::Null);
+        assert_eq!(v["entities"]["products"]["state"], "queued");
+        assert_eq!(v["entities"]["products"]["skipped"], serde_json::json!({}));
+        assert!(v.get("errors_dropped").is_none());
+        assert!(v["entities"]["products"].get("waiting_until").is_none());
+        let back: RunReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back, report);
     }
 }

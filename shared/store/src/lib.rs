@@ -19,6 +19,7 @@ pub mod memory;
 pub mod model;
 pub mod ports;
 pub mod provision;
+pub mod report;
 mod sqs;
 pub mod testing;
 mod token;

@@ -14,7 +14,9 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use mapping::api::{Entity, EntityReport, ManualAction, RunError, RunReport, RunState};
 
 use crate::StoreError;
 use crate::dynamo::idempotency::{COMPLETED_TTL, UNFINISHED_LINGER};
@@ -25,8 +27,9 @@ use crate::model::{
 };
 use crate::ports::{
     BudgetStore, CheckpointStore, ConnectionStore, CursorStore, IdMapStore, IdempotencyStore,
-    JobQueue, LeaseStore, RUN_LIST_CAP, RunStore, SecretSealer,
+    JobQueue, LeaseStore, RunStore, SecretSealer,
 };
+use crate::report::{self, StoredRun};
 
 /// A poisoned lock only means another test thread panicked; the data is still usable.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -77,55 +80,8 @@ impl Idem {
 
 #[derive(Debug, Clone, Default)]
 struct Run {
-    base: Map<String, Value>,
-    state: Option<String>,
-    finished_at: Option<String>,
-    entities: BTreeMap<String, Value>,
-    manual_actions: Vec<Value>,
-    manual_actions_dropped: u64,
-    errors: Vec<Value>,
-    errors_dropped: u64,
+    stored: StoredRun,
     expires_at: i64,
-}
-
-impl Run {
-    fn report(&self, run_id: &str) -> Value {
-        let mut report = self.base.clone();
-        report.insert("run_id".into(), Value::String(run_id.to_owned()));
-        if let Some(state) = &self.state {
-            report.insert("state".into(), Value::String(state.clone()));
-        }
-        if let Some(at) = &self.finished_at {
-            report.insert("finished_at".into(), Value::String(at.clone()));
-        }
-        let entities = self
-            .entities
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        report.insert("entities".into(), Value::Object(entities));
-        report.insert(
-            "manual_actions".into(),
-            Value::Array(self.manual_actions.clone()),
-        );
-        if self.manual_actions_dropped > 0 {
-            report.insert(
-                "manual_actions_dropped".into(),
-                Value::from(self.manual_actions_dropped),
-            );
-        }
-        report.insert("errors".into(), Value::Array(self.errors.clone()));
-        if self.errors_dropped > 0 {
-            report.insert("errors_dropped".into(), Value::from(self.errors_dropped));
-        }
-        Value::Object(report)
-    }
-}
-
-fn append_capped(list: &mut Vec<Value>, dropped: &mut u64, entries: &[Value]) {
-    let fits = RUN_LIST_CAP.saturating_sub(list.len()).min(entries.len());
-    list.extend_from_slice(&entries[..fits]);
-    *dropped += (entries.len() - fits) as u64;
 }
 
 #[derive(Debug, Default)]
@@ -550,38 +506,12 @@ impl RunStore for MemoryStore {
         &self,
         shop: &str,
         run_id: &str,
-        initial: &Value,
+        initial: &RunReport,
     ) -> Result<bool, StoreError> {
-        let Value::Object(initial) = initial else {
-            return Err(StoreError::malformed(
-                "initial run report",
-                "not a JSON object",
-            ));
-        };
-        let mut base = initial.clone();
-        let entities = match base.remove("entities") {
-            Some(Value::Object(entities)) => entities.into_iter().collect(),
-            _ => BTreeMap::new(),
-        };
-        let take_list = |v: Option<Value>| match v {
-            Some(Value::Array(entries)) => entries,
-            _ => Vec::new(),
-        };
-        let manual_actions = take_list(base.remove("manual_actions"));
-        let errors = take_list(base.remove("errors"));
-        let mut run = Run {
-            base,
-            entities,
+        let run = Run {
+            stored: report::split_initial(initial),
             expires_at: (Utc::now() + RUN_TTL).timestamp(),
-            ..Run::default()
         };
-        append_capped(
-            &mut run.manual_actions,
-            &mut run.manual_actions_dropped,
-            &manual_actions,
-        );
-        append_capped(&mut run.errors, &mut run.errors_dropped, &errors);
-
         let mut state = self.state();
         let key = shop_key(shop, run_id);
         if state.runs.contains_key(&key) {
@@ -596,11 +526,11 @@ impl RunStore for MemoryStore {
         &self,
         shop: &str,
         run_id: &str,
-        entity: &str,
-        report: &Value,
+        entity: Entity,
+        report: &EntityReport,
     ) -> Result<(), StoreError> {
         self.with_run(shop, run_id, |run| {
-            run.entities.insert(entity.to_owned(), report.clone());
+            run.stored.entities.insert(entity, report.clone());
         })
     }
 
@@ -608,12 +538,12 @@ impl RunStore for MemoryStore {
         &self,
         shop: &str,
         run_id: &str,
-        actions: &[Value],
+        actions: &[ManualAction],
     ) -> Result<(), StoreError> {
         self.with_run(shop, run_id, |run| {
-            append_capped(
-                &mut run.manual_actions,
-                &mut run.manual_actions_dropped,
+            report::append_capped(
+                &mut run.stored.manual_actions,
+                &mut run.stored.manual_actions_dropped,
                 actions,
             )
         })
@@ -623,10 +553,14 @@ impl RunStore for MemoryStore {
         &self,
         shop: &str,
         run_id: &str,
-        errors: &[Value],
+        errors: &[RunError],
     ) -> Result<(), StoreError> {
         self.with_run(shop, run_id, |run| {
-            append_capped(&mut run.errors, &mut run.errors_dropped, errors)
+            report::append_capped(
+                &mut run.stored.errors,
+                &mut run.stored.errors_dropped,
+                errors,
+            )
         })
     }
 
@@ -634,28 +568,28 @@ impl RunStore for MemoryStore {
         &self,
         shop: &str,
         run_id: &str,
-        state: &str,
+        state: RunState,
         finished_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         self.with_run(shop, run_id, |run| {
-            run.state = Some(state.to_owned());
+            run.stored.state = Some(state);
             if let Some(at) = finished_at {
-                run.finished_at = Some(crate::dynamo::time_text(at));
+                run.stored.finished_at = Some(at);
             }
         })
     }
 
-    async fn get_run(&self, shop: &str, run_id: &str) -> Result<Option<Value>, StoreError> {
+    async fn get_run(&self, shop: &str, run_id: &str) -> Result<Option<RunReport>, StoreError> {
         let now = Utc::now().timestamp();
         Ok(self
             .state()
             .runs
             .get(&shop_key(shop, run_id))
             .filter(|run| run.expires_at > now)
-            .map(|run| run.report(run_id)))
+            .map(|run| report::assemble(run_id, run.stored.clone())))
     }
 
-    async fn latest_run(&self, shop: &str) -> Result<Option<Value>, StoreError> {
+    async fn latest_run(&self, shop: &str) -> Result<Option<RunReport>, StoreError> {
         let run_id = self.state().latest_run.get(shop).cloned();
         match run_id {
             Some(run_id) => self.get_run(shop, &run_id).await,

@@ -11,6 +11,8 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::Value;
 
+use mapping::api::{Entity, EntityReport, ManualAction, PartState, RunError, RunReport, RunState};
+
 use crate::StoreError;
 use crate::model::{
     BudgetAnswer, Claim, Connection, Cursor, IdKind, IdLink, LeaseAnswer, QueuedJob, SealedSecret,
@@ -196,10 +198,10 @@ pub trait IdempotencyStore: Send + Sync {
 /// The end of a run, written with the last reports of its parts ([`RunStore::put_entity_reports`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEnd {
-    pub state: String,
+    pub state: RunState,
     pub finished_at: DateTime<Utc>,
     /// The run's other parts and the (final) states they were read with.
-    pub others: Vec<(String, String)>,
+    pub others: Vec<(Entity, PartState)>,
 }
 
 /// Most entries kept in a run's `manual_actions` and in its `errors`; the rest are counted
@@ -207,16 +209,17 @@ pub struct RunEnd {
 pub const RUN_LIST_CAP: usize = 200;
 
 /// Run reports (R-SYN-5, CONTRACTS §1 "Run report"), updated piecewise by concurrent functions.
+/// Every method takes and answers the typed report of `mapping::api`.
 #[async_trait]
 pub trait RunStore: Send + Sync {
-    /// Stores a new run from its initial report (`run_id`, `state`, `started_at` …). Keys
-    /// `entities`, `manual_actions` and `errors` of `initial`, if present, seed those sections.
-    /// The run becomes the shop's latest. `false` (nothing changed) if the run already exists.
+    /// Stores a new run from its initial report; its `entities`, `manual_actions` and `errors`
+    /// seed those sections (the lists capped at [`RUN_LIST_CAP`]). The run becomes the shop's
+    /// latest. `false` (nothing changed) if the run already exists.
     async fn create_run(
         &self,
         shop: &str,
         run_id: &str,
-        initial: &Value,
+        initial: &RunReport,
     ) -> Result<bool, StoreError>;
     /// Sets one entity's section (`entities.<entity>`), leaving the others alone.
     /// [`StoreError::NotFound`] for a run never created.
@@ -224,8 +227,8 @@ pub trait RunStore: Send + Sync {
         &self,
         shop: &str,
         run_id: &str,
-        entity: &str,
-        report: &Value,
+        entity: Entity,
+        report: &EntityReport,
     ) -> Result<(), StoreError>;
     /// Sets several entities' sections at once and answers the report as it stands right after
     /// them, so the caller learns without another read whether every part of the run has ended
@@ -236,11 +239,12 @@ pub trait RunStore: Send + Sync {
         &self,
         shop: &str,
         run_id: &str,
-        reports: &[(String, Value)],
+        reports: &[(Entity, EntityReport)],
         end: Option<&RunEnd>,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<RunReport, StoreError> {
         for (entity, report) in reports {
-            self.put_entity_report(shop, run_id, entity, report).await?;
+            self.put_entity_report(shop, run_id, *entity, report)
+                .await?;
         }
         let not_found = || StoreError::NotFound {
             what: format!("run {run_id} of shop {shop}"),
@@ -249,16 +253,14 @@ pub trait RunStore: Send + Sync {
         let Some(end) = end else {
             return Ok(report);
         };
-        let stands = end.others.iter().all(|(entity, state)| {
-            report
-                .pointer(&format!("/entities/{entity}/state"))
-                .and_then(Value::as_str)
-                == Some(state.as_str())
-        });
+        let stands = end
+            .others
+            .iter()
+            .all(|(entity, state)| report.entities.get(entity).map(|e| e.state) == Some(*state));
         if !stands {
             return Ok(report);
         }
-        self.set_run_state(shop, run_id, &end.state, Some(end.finished_at))
+        self.set_run_state(shop, run_id, end.state, Some(end.finished_at))
             .await?;
         self.get_run(shop, run_id).await?.ok_or_else(not_found)
     }
@@ -267,29 +269,28 @@ pub trait RunStore: Send + Sync {
         &self,
         shop: &str,
         run_id: &str,
-        actions: &[Value],
+        actions: &[ManualAction],
     ) -> Result<(), StoreError>;
     /// Appends to `errors`, keeping at most [`RUN_LIST_CAP`].
     async fn append_errors(
         &self,
         shop: &str,
         run_id: &str,
-        errors: &[Value],
+        errors: &[RunError],
     ) -> Result<(), StoreError>;
     /// Sets `state` and, when given, `finished_at`.
     async fn set_run_state(
         &self,
         shop: &str,
         run_id: &str,
-        state: &str,
+        state: RunState,
         finished_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
-    /// The assembled report: the initial fields, `state`, `finished_at`, `entities`,
-    /// `manual_actions`, `errors` (+ `*_dropped` counts when a list hit its cap).
-    async fn get_run(&self, shop: &str, run_id: &str) -> Result<Option<Value>, StoreError>;
+    /// The report as stored (see `report::assemble`).
+    async fn get_run(&self, shop: &str, run_id: &str) -> Result<Option<RunReport>, StoreError>;
     /// The report of the shop's latest run: the most recently created (run ids sort by time, so
     /// an adapter may take the greatest id).
-    async fn latest_run(&self, shop: &str) -> Result<Option<Value>, StoreError>;
+    async fn latest_run(&self, shop: &str) -> Result<Option<RunReport>, StoreError>;
 }
 
 /// The shared KiotViet GET budget per retailer and hour window (R-SYN-6).

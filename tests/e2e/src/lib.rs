@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 pub use local_stack::{Stack, StackOptions};
 use serde_json::{Value, json};
 
+pub mod check;
 pub mod contract;
 
 /// The moto endpoint for this test run, or None (the caller returns early) when absent.

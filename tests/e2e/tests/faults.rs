@@ -15,10 +15,13 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
+use e2e_tests::check::{
+    ALL_KINDS, abaha, abaha_state, assert_no_duplicates, assert_same_state, count, kv, part,
+};
 use e2e_tests::{Api, Stack, StackOptions, connect, start, sync};
 use engine::Settings;
 use sandbox::Faults;
-use sandbox::abaha::{AbahaHandle, Kind};
+use sandbox::abaha::Kind;
 use sandbox::kiotviet::{
     Counts, DataSize, KvConfig, KvHandle, LineInput, NewCustomer, NewInvoice, NewProduct,
     ProductPatch,
@@ -27,21 +30,8 @@ use serde_json::{Value, json};
 use store::QueuedJob;
 
 const SHOP: &str = "cafe-faults";
-const KINDS: [Kind; 4] = [
-    Kind::Categories,
-    Kind::Products,
-    Kind::Customers,
-    Kind::Orders,
-];
+const KINDS: [Kind; 4] = ALL_KINDS;
 const ENTITIES: [&str; 4] = ["categories", "products", "customers", "invoices"];
-
-fn kv(stack: &Stack) -> &KvHandle {
-    stack.kiotviet.as_ref().expect("KiotViet sandbox")
-}
-
-fn abaha(stack: &Stack) -> &AbahaHandle {
-    stack.abaha.as_ref().expect("Abaha sandbox")
-}
 
 // ---- the faults ---------------------------------------------------------------------------------
 
@@ -94,77 +84,6 @@ fn counts(categories: usize, products: usize, customers: usize, invoices: usize)
     }
 }
 
-/// Numbers compared by value (`35000` and `35000.0` are the same price), everything else as is.
-fn norm(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => json!(n.as_f64()),
-        Value::Array(a) => Value::Array(a.iter().map(norm).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), norm(v))).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Abaha's state for `shop` as the shop sees it: every stored item of every kind (as last received,
-/// with its visibility), by kind and KiotViet id. Abaha hands out its ids in arrival order, which
-/// concurrency and retries change, so an order line's `abaha_product_id` is replaced by the
-/// KiotViet id of the Abaha product it names: a line linked to the wrong product still differs.
-fn abaha_state(stack: &Stack, shop: &str) -> BTreeMap<(Kind, String), Value> {
-    let products: BTreeMap<String, String> = abaha(stack)
-        .stored(shop, Kind::Products)
-        .into_iter()
-        .map(|s| (s.abaha_id, s.kiotviet_id))
-        .collect();
-    let mut out = BTreeMap::new();
-    for kind in KINDS {
-        for s in abaha(stack).stored(shop, kind) {
-            let mut item = s.item.clone();
-            if let Some(lines) = item.get_mut("lines").and_then(Value::as_array_mut) {
-                for line in lines {
-                    let linked = line["abaha_product_id"].as_str().map(|a| {
-                        json!(format!(
-                            "product of KiotViet id {}",
-                            products.get(a).map_or("?", String::as_str)
-                        ))
-                    });
-                    if let Some(linked) = linked {
-                        line["abaha_product_id"] = linked;
-                    }
-                }
-            }
-            let key = (kind, s.kiotviet_id.clone());
-            assert!(
-                out.insert(key, json!({"item": norm(&item), "visible": s.visible}))
-                    .is_none(),
-                "{kind:?} {} stored twice in Abaha",
-                s.kiotviet_id
-            );
-        }
-    }
-    out
-}
-
-/// Asserts two Abaha states are identical, naming the first few differences.
-fn assert_same_state(
-    what: &str,
-    got: &BTreeMap<(Kind, String), Value>,
-    want: &BTreeMap<(Kind, String), Value>,
-) {
-    let keys: BTreeSet<_> = got.keys().chain(want.keys()).collect();
-    let diffs: Vec<String> = keys
-        .into_iter()
-        .filter(|k| got.get(*k) != want.get(*k))
-        .take(5)
-        .map(|k| format!("{k:?}: got {:?}, want {:?}", got.get(k), want.get(k)))
-        .collect();
-    assert!(
-        diffs.is_empty(),
-        "{what}: Abaha differs from the clean run ({} vs {} items):\n{}",
-        got.len(),
-        want.len(),
-        diffs.join("\n")
-    );
-}
-
 /// How often Abaha created or changed each item (the sandbox's `writes`).
 fn writes(stack: &Stack, shop: &str) -> BTreeMap<(Kind, String), u32> {
     KINDS
@@ -176,40 +95,6 @@ fn writes(stack: &Stack, shop: &str) -> BTreeMap<(Kind, String), u32> {
                 .map(move |s| ((kind, s.kiotviet_id), s.writes))
         })
         .collect()
-}
-
-/// Zero duplicates: Abaha created exactly one item per distinct KiotViet id (one shop per stack).
-fn assert_no_duplicates(stack: &Stack, shop: &str) {
-    for kind in KINDS {
-        let stored = abaha(stack).stored(shop, kind);
-        let distinct: BTreeSet<&str> = stored.iter().map(|s| s.kiotviet_id.as_str()).collect();
-        let abaha_ids: BTreeSet<&str> = stored.iter().map(|s| s.abaha_id.as_str()).collect();
-        assert_eq!(
-            distinct.len(),
-            stored.len(),
-            "{kind:?}: a KiotViet id stored twice"
-        );
-        assert_eq!(
-            abaha_ids.len(),
-            stored.len(),
-            "{kind:?}: an Abaha id handed out twice"
-        );
-        assert_eq!(
-            abaha(stack).counts(kind).created,
-            stored.len() as u64,
-            "{kind:?}: created count vs distinct items"
-        );
-    }
-}
-
-fn entity<'a>(report: &'a Value, name: &str) -> &'a Value {
-    &report["entities"][name]
-}
-
-fn count(report: &Value, name: &str, key: &str) -> u64 {
-    entity(report, name)[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{name}.{key} in {report}"))
 }
 
 /// A run that recovered from every fault says so: succeeded, every part succeeded, no error.
@@ -252,8 +137,8 @@ fn assert_same_counts(what: &str, faulty: &Value, clean: &Value) {
             );
         }
         assert_eq!(
-            entity(faulty, name)["skipped"],
-            entity(clean, name)["skipped"],
+            part(faulty, name)["skipped"],
+            part(clean, name)["skipped"],
             "{what}: {name}.skipped"
         );
     }
@@ -523,10 +408,10 @@ async fn r_syn_6_full_and_incremental_sync_through_5xx_429_and_expiring_tokens_e
     // AND Abaha ends identical to the clean twin's, with nothing created twice or written more often
     assert_same_state(
         "after a full and an incremental sync",
-        &abaha_state(&faulty, SHOP),
-        &abaha_state(&clean, SHOP),
+        &abaha_state(&faulty, SHOP, &KINDS),
+        &abaha_state(&clean, SHOP, &KINDS),
     );
-    assert_no_duplicates(&faulty, SHOP);
+    assert_no_duplicates(&faulty, SHOP, &KINDS);
     assert_eq!(
         writes(&faulty, SHOP),
         writes(&clean, SHOP),
@@ -659,13 +544,14 @@ fn run_ended(report: &Value) -> bool {
 }
 
 async fn run_report(stack: &Stack, shop: &str, run_id: &str) -> Value {
-    stack
+    let report = stack
         .service
         .store
         .get_run(shop, run_id)
         .await
         .unwrap()
-        .expect("the run exists")
+        .expect("the run exists");
+    serde_json::to_value(report).unwrap()
 }
 
 /// Presses Sync on a stack without workers; answers the run id.
@@ -847,10 +733,10 @@ async fn r_syn_2_pulls_killed_at_random_points_resume_and_end_like_a_clean_run()
     // AND Abaha ends identical to the clean twin's, with nothing created twice
     assert_same_state(
         "after killed syncs",
-        &abaha_state(&faulty, SHOP),
-        &abaha_state(&clean, SHOP),
+        &abaha_state(&faulty, SHOP, &KINDS),
+        &abaha_state(&clean, SHOP, &KINDS),
     );
-    assert_no_duplicates(&faulty, SHOP);
+    assert_no_duplicates(&faulty, SHOP, &KINDS);
     assert_eq!(
         writes(&faulty, SHOP),
         writes(&clean, SHOP),
@@ -1147,7 +1033,7 @@ async fn r_syn_2_customers_deleted_after_the_first_page_of_a_full_read_make_no_o
         &deleted,
         &stored_ids(&stack, SHOP, Kind::Customers),
     );
-    assert_no_duplicates(&stack, SHOP);
+    assert_no_duplicates(&stack, SHOP, &KINDS);
     stack.stop().await;
 }
 
@@ -1209,7 +1095,7 @@ async fn r_syn_2_products_deleted_between_read_ahead_pages_make_no_other_go_miss
         &early,
         &stored_ids(&stack, SHOP, Kind::Products),
     );
-    assert_no_duplicates(&stack, SHOP);
+    assert_no_duplicates(&stack, SHOP, &KINDS);
     stack.stop().await;
 }
 
@@ -1265,7 +1151,7 @@ async fn r_syn_2_customers_deleted_while_a_pull_waits_for_its_continuation_make_
         &deleted,
         &stored_ids(&stack, SHOP, Kind::Customers),
     );
-    assert_no_duplicates(&stack, SHOP);
+    assert_no_duplicates(&stack, SHOP, &KINDS);
     stack.stop().await;
 }
 
@@ -1356,7 +1242,7 @@ async fn r_syn_5_a_pull_that_moves_before_each_failure_never_reaches_the_dead_le
     // AND the run ends as if nothing had happened, every customer copied once
     let report = run_report(&stack, SHOP, &run).await;
     assert_eq!(report["state"], json!("succeeded"), "{report}");
-    assert_eq!(entity(&report, "customers")["read"], json!(120), "{report}");
+    assert_eq!(part(&report, "customers")["read"], json!(120), "{report}");
     assert_eq!(
         stored_ids(&stack, SHOP, Kind::Customers),
         live_customers_with_phone(kv)
@@ -1463,14 +1349,14 @@ async fn r_syn_5_a_pull_that_keeps_failing_is_given_up_as_failed_with_a_message_
     let report = run_report(&stack, SHOP, &run).await;
     assert_eq!(report["state"], json!("partial"), "{report}");
     assert!(report["finished_at"].is_string(), "{report}");
-    let products = entity(&report, "products");
+    let products = part(&report, "products");
     assert_eq!(products["state"], json!("failed"), "{report}");
     let message = products["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("KiotViet") && message.contains("in a row"),
         "{message}"
     );
-    let categories = entity(&report, "categories");
+    let categories = part(&report, "categories");
     assert_eq!(
         (categories["state"].clone(), categories["created"].clone()),
         (json!("succeeded"), json!(3)),

@@ -22,14 +22,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use e2e_tests::StackOptions;
-use engine::push::orders::{PushObserver, PushStep, push_from_api};
-use engine::{ApiResponse, Service};
+use engine::Service;
+use engine::push::orders::{PushObserver, PushStep};
 use mapping::time::ManualClock;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
 use retry::Deadline;
 use sandbox::kiotviet::OrderFault;
 use serde_json::{Value, json};
+use service_api::ApiResponse;
+use service_api::answers::push_order;
 use support::{MenuItem, SHOP, kv_orders, menu, shop_with_menu};
 use tokio::sync::Notify;
 
@@ -180,7 +182,7 @@ async fn run_push(svc: &Service, order: &Value, crash: Option<PushStep>) -> Outc
     let body = order.to_string().into_bytes();
     let push = PLAN.scope(
         plan,
-        push_from_api(svc, SHOP, &body, Deadline::after(PUSH_DEADLINE)),
+        push_order(svc, SHOP, &body, Deadline::after(PUSH_DEADLINE)),
     );
     tokio::select! {
         answer = push => Outcome::Answered(answer.unwrap_or_else(Into::into)),

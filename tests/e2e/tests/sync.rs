@@ -10,35 +10,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2e_tests::check::{
+    abaha, abaha_state, assert_each_written_once, assert_same_state, count, kv, norm, part,
+};
 use e2e_tests::{Api, Stack, StackOptions, connect, connection_body, start, sync, wait_run};
 use engine::Settings;
 use mapping::time::ManualClock;
 use sandbox::Faults;
-use sandbox::abaha::{AbahaHandle, Kind};
+use sandbox::abaha::Kind;
 use sandbox::kiotviet::{
-    CategoryPatch, Counts, DataSize, KvConfig, KvHandle, NewCategory, NewCustomer, NewProduct,
+    CategoryPatch, Counts, DataSize, KvConfig, NewCategory, NewCustomer, NewProduct,
 };
 use serde_json::{Value, json};
 
 const SHOP: &str = "cafe-sync";
-
-fn kv(stack: &Stack) -> &KvHandle {
-    stack.kiotviet.as_ref().expect("KiotViet sandbox")
-}
-
-fn abaha(stack: &Stack) -> &AbahaHandle {
-    stack.abaha.as_ref().expect("Abaha sandbox")
-}
-
-/// Numbers compared by value (`35000` and `35000.0` are the same price), everything else as is.
-fn norm(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => json!(n.as_f64()),
-        Value::Array(a) => Value::Array(a.iter().map(norm).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), norm(v))).collect()),
-        other => other.clone(),
-    }
-}
 
 /// `v[key]`, with an absent key read as null (KiotViet leaves empty fields out).
 fn field(v: &Value, key: &str) -> Value {
@@ -229,17 +214,8 @@ fn assert_customers_copied(stack: &Stack, shop: &str) -> u64 {
     phoneless
 }
 
-fn entity<'a>(report: &'a Value, name: &str) -> &'a Value {
-    &report["entities"][name]
-}
-
-fn count(report: &Value, name: &str, key: &str) -> u64 {
-    entity(report, name)[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{name}.{key} in {report}"))
-}
-
 const CATALOG_AND_CUSTOMERS: [&str; 3] = ["categories", "products", "customers"];
+const CATALOG_KINDS: [Kind; 3] = [Kind::Categories, Kind::Products, Kind::Customers];
 
 // ---- first sync, second sync, incremental ------------------------------------------------------
 
@@ -261,7 +237,7 @@ async fn r_syn_1_r_cat_1_r_prd_1_r_cus_1_first_sync_copies_exactly_what_kiotviet
     let phoneless = assert_customers_copied(&stack, SHOP);
     assert!(phoneless > 0, "the seed has customers without a phone");
     assert_eq!(
-        entity(&report, "customers")["skipped"]["no_phone"],
+        part(&report, "customers")["skipped"]["no_phone"],
         json!(phoneless),
         "{report}"
     );
@@ -725,12 +701,12 @@ async fn r_con_6_a_part_switched_off_after_its_run_was_queued_is_skipped() {
         .await
         .body;
     assert_eq!(
-        entity(&report, "customers")["state"],
+        part(&report, "customers")["state"],
         json!("skipped"),
         "{report}"
     );
     assert!(
-        entity(&report, "customers")["message"]
+        part(&report, "customers")["message"]
             .as_str()
             .is_some_and(|m| m.contains("switched off"))
     );
@@ -764,7 +740,7 @@ async fn r_syn_5_report_shows_queued_running_succeeded_and_honest_counts() {
     let queued = api.get(&path).await.body;
     // THEN it reads as queued, with every entity queued
     assert_eq!(queued["state"], json!("queued"), "{queued}");
-    assert_eq!(entity(&queued, "products")["state"], json!("queued"));
+    assert_eq!(part(&queued, "products")["state"], json!("queued"));
     assert!(queued["finished_at"].is_null());
 
     // WHEN a pull function takes the job (KiotViet slowed so that the run is seen running)
@@ -841,10 +817,10 @@ async fn r_syn_5_a_record_abaha_refuses_makes_the_run_partial_and_is_named() {
 
     // THEN the other records go on, the run is partial, and the refused record is named
     assert_eq!(report["state"], json!("partial"), "{report}");
-    assert_eq!(entity(&report, "categories")["state"], json!("partial"));
+    assert_eq!(part(&report, "categories")["state"], json!("partial"));
     assert_eq!(count(&report, "categories", "failed"), 1);
     assert_eq!(count(&report, "categories", "updated"), 1);
-    assert_eq!(entity(&report, "products")["state"], json!("succeeded"));
+    assert_eq!(part(&report, "products")["state"], json!("succeeded"));
     let errors = report["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{report}");
     assert_eq!(errors[0]["entity"], json!("categories"));
@@ -1031,7 +1007,9 @@ async fn run_jobs_until_done(stack: &Stack, shop: &str, run_id: &str) -> usize {
                 handled += 1;
             }
         }
-        let report = svc.store.get_run(shop, run_id).await.unwrap().expect("run");
+        let report =
+            serde_json::to_value(svc.store.get_run(shop, run_id).await.unwrap().expect("run"))
+                .unwrap();
         if matches!(
             report["state"].as_str(),
             Some("succeeded" | "partial" | "failed")
@@ -1057,33 +1035,6 @@ fn exact(categories: usize, products: usize, customers: usize) -> KvConfig {
         // Frozen, so two simulators started a moment apart hold the very same records.
         now: Some("2026-11-20T03:00:00Z".parse().unwrap()),
         ..KvConfig::default()
-    }
-}
-
-/// Abaha's state as the shop would see it: every stored item of every kind, by KiotViet id.
-fn abaha_state(stack: &Stack, shop: &str) -> BTreeMap<(Kind, i64), Value> {
-    let mut out = BTreeMap::new();
-    for kind in [Kind::Categories, Kind::Products, Kind::Customers] {
-        for (id, item) in abaha_items(stack, shop, kind) {
-            out.insert((kind, id), norm(&item));
-        }
-    }
-    out
-}
-
-/// No item was written twice: Abaha created each once and never had to update it.
-fn assert_no_duplicates(stack: &Stack, shop: &str) {
-    for kind in [Kind::Categories, Kind::Products, Kind::Customers] {
-        let stored = abaha(stack).stored(shop, kind);
-        assert_eq!(
-            abaha(stack).counts(kind).created,
-            stored.len() as u64,
-            "{kind:?}"
-        );
-        assert!(
-            stored.iter().all(|s| s.writes == 1),
-            "{kind:?} written more than once"
-        );
     }
 }
 
@@ -1129,7 +1080,7 @@ async fn r_syn_2_a_run_that_hands_over_at_every_deadline_ends_like_an_uninterrup
     assert_eq!(count(&report, "customers", "read"), 250);
     assert_eq!(kv(&stack).stats().requests.get("GET /customers"), 3);
     // AND nothing was sent twice
-    assert_no_duplicates(&stack, SHOP);
+    assert_each_written_once(&stack, SHOP, &CATALOG_KINDS);
 
     // AND Abaha ends exactly as after an uninterrupted run of the same data
     let Some(reference) = start(StackOptions {
@@ -1143,11 +1094,10 @@ async fn r_syn_2_a_run_that_hands_over_at_every_deadline_ends_like_an_uninterrup
     connect(&reference, SHOP).await;
     let r = sync(&reference, SHOP, json!({"entities": CATALOG_AND_CUSTOMERS})).await;
     assert_eq!(r["state"], json!("succeeded"), "{r}");
-    let (got, want) = (abaha_state(&stack, SHOP), abaha_state(&reference, SHOP));
-    assert_eq!(got.len(), want.len());
-    assert!(
-        got == want,
-        "the interrupted run differs from the uninterrupted one"
+    assert_same_state(
+        "the interrupted run vs the uninterrupted one",
+        &abaha_state(&stack, SHOP, &CATALOG_KINDS),
+        &abaha_state(&reference, SHOP, &CATALOG_KINDS),
     );
     assert_eq!(
         count(&report, "customers", "created"),
@@ -1200,7 +1150,7 @@ async fn r_syn_6_a_sync_needing_more_than_the_hourly_allowance_waits_and_continu
         .get(&format!("/v1/shops/{SHOP}/sync/{run_id}"))
         .await
         .body;
-    let customers = entity(&report, "customers");
+    let customers = part(&report, "customers");
     assert_eq!(customers["state"], json!("waiting"), "{report}");
     assert_eq!(report["state"], json!("running"), "{report}");
     let until: chrono::DateTime<chrono::Utc> = customers["waiting_until"]
@@ -1237,7 +1187,7 @@ async fn r_syn_6_a_sync_needing_more_than_the_hourly_allowance_waits_and_continu
     assert_eq!(report["state"], json!("succeeded"), "{report}");
     assert_eq!(count(&report, "customers", "read"), 1000, "{report}");
     assert_customers_copied(&stack, SHOP);
-    assert_no_duplicates(&stack, SHOP);
+    assert_each_written_once(&stack, SHOP, &CATALOG_KINDS);
 }
 
 #[tokio::test]
@@ -1334,11 +1284,12 @@ async fn r_syn_2_a_killed_job_resumes_from_its_checkpoint() {
         "{gets} GETs"
     );
     // AND the run ended with every customer in Abaha exactly once
-    let report = svc.store.get_run(SHOP, &run_id).await.unwrap().unwrap();
+    let report =
+        serde_json::to_value(svc.store.get_run(SHOP, &run_id).await.unwrap().unwrap()).unwrap();
     assert_eq!(report["state"], json!("succeeded"), "{report}");
     assert_eq!(count(&report, "customers", "read"), CUSTOMERS as u64);
     let phoneless = assert_customers_copied(&stack, SHOP);
-    assert_no_duplicates(&stack, SHOP);
+    assert_each_written_once(&stack, SHOP, &CATALOG_KINDS);
     assert_eq!(
         count(&report, "customers", "created") + count(&report, "customers", "unchanged"),
         CUSTOMERS as u64 - phoneless,

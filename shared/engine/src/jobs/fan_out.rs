@@ -3,7 +3,7 @@
 use serde::Serialize;
 use store::Connection;
 
-use crate::error::ApiError;
+use crate::error::EngineError;
 use crate::runs::{self, Trigger};
 use crate::service::Service;
 
@@ -34,7 +34,7 @@ pub async fn fan_out(svc: &Service) -> Result<FanOut, store::StoreError> {
     // Boxed, so the future stays Send for any lifetime (the dispatcher and the local stack spawn it).
     type Start<'a> = std::pin::Pin<
         Box<
-            dyn std::future::Future<Output = (&'a Connection, Result<runs::Started, ApiError>)>
+            dyn std::future::Future<Output = (&'a Connection, Result<runs::Started, EngineError>)>
                 + Send
                 + 'a,
         >,

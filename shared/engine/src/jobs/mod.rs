@@ -11,6 +11,7 @@ mod fan_out;
 use std::time::Instant;
 
 use chrono::Duration as ChronoDuration;
+use mapping::api::{PartState, RunReport};
 use serde_json::Value;
 use store::LeaseAnswer;
 use tracing::Instrument;
@@ -50,7 +51,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                 svc,
                 &job,
                 *e,
-                "skipped",
+                PartState::Skipped,
                 Some("The shop was disconnected before this part ran."),
             )
             .await?;
@@ -78,7 +79,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                 "Another run ({holder}) is syncing {}; this run left it to that one.",
                 e.as_str()
             );
-            pull::end_entity(svc, &job, *e, "skipped", Some(&msg)).await?;
+            pull::end_entity(svc, &job, *e, PartState::Skipped, Some(&msg)).await?;
         }
         return Ok(());
     }
@@ -93,7 +94,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                 svc,
                 &job,
                 *entity,
-                "skipped",
+                PartState::Skipped,
                 Some("This part was switched off."),
             )
             .await?;
@@ -149,7 +150,7 @@ async fn run_sync_job(svc: &Service, job: SyncJob, deadline: Instant) -> Result<
                         svc,
                         &job,
                         *entity,
-                        "failed",
+                        PartState::Failed,
                         Some("The sync handed over too many times; press Sync again."),
                     )
                     .await?;
@@ -216,16 +217,15 @@ async fn hold_run_lease(
 async fn ended_entities(
     svc: &Service,
     job: &SyncJob,
-) -> Result<(Vec<Entity>, Option<Value>), store::StoreError> {
+) -> Result<(Vec<Entity>, Option<RunReport>), store::StoreError> {
     let report = svc.store.get_run(&job.shop_id, &job.run_id).await?;
-    let state = |e: &Entity| {
+    let ended = |e: &Entity| {
         report
             .as_ref()
-            .and_then(|r| r.pointer(&format!("/entities/{}/state", e.as_str())))
-            .and_then(Value::as_str)
-            .is_some_and(runs::is_final)
+            .and_then(|r| r.entities.get(e))
+            .is_some_and(|part| part.state.is_final())
     };
-    let ended = job.entities.iter().copied().filter(state).collect();
+    let ended = job.entities.iter().copied().filter(ended).collect();
     Ok((ended, report))
 }
 
@@ -274,6 +274,7 @@ mod tests {
         svc.store.put_connection(&connection("s1")).await.unwrap();
         let initial = serde_json::json!({"run_id": "run-1", "state": "running", "full": false,
             "entities": {"customers": {"state": "queued"}}, "manual_actions": [], "errors": []});
+        let initial = serde_json::from_value(initial).unwrap();
         svc.store.create_run("s1", "run-1", &initial).await.unwrap();
         // AND that delivery has made progress (its checkpoint): a redelivery would resume it.
         // (A redelivery of a pull that has not written yet reads on until its first write, where

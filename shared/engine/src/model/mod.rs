@@ -12,6 +12,6 @@ mod webhook;
 pub use checkpoint::Checkpoint;
 pub use entity::{Entity, EntitySwitch};
 pub use job::{JobMessage, SyncJob};
-pub use run::{RUN_SCOPE, is_final, run_state};
+pub use run::RUN_SCOPE;
 pub use tally::Tally;
 pub use webhook::{Change, JobKind, Notice, WebhookJob};

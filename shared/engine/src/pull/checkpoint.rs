@@ -53,12 +53,7 @@ pub(super) async fn report(
     tally: &Tally,
 ) -> Result<(), store::StoreError> {
     svc.store
-        .put_entity_report(
-            &job.shop_id,
-            &job.run_id,
-            entity.as_str(),
-            &tally.to_value(),
-        )
+        .put_entity_report(&job.shop_id, &job.run_id, entity, tally)
         .await
 }
 
@@ -97,7 +92,7 @@ pub(super) async fn fresh_checkpoint(
         total: None,
         failed_tries: 0,
         first_sync: stored.is_none(),
-        tally: Tally::queued(),
+        tally: Tally::default(),
     })
 }
 

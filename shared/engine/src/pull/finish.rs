@@ -8,8 +8,9 @@ use std::time::Duration;
 use abaha::AbahaError;
 use chrono::{DateTime, Utc};
 use kiotviet::KvError;
+use mapping::api::{PartState, RunError};
 use retry::Disposition;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::JobError;
 use crate::model::{Entity, SyncJob};
@@ -21,21 +22,16 @@ pub async fn end_entity(
     svc: &Service,
     job: &SyncJob,
     entity: Entity,
-    state: &str,
+    state: PartState,
     message: Option<&str>,
 ) -> Result<(), store::StoreError> {
     let tally = Tally {
-        state: state.to_string(),
+        state,
         message: message.map(str::to_string),
         ..Tally::default()
     };
     svc.store
-        .put_entity_report(
-            &job.shop_id,
-            &job.run_id,
-            entity.as_str(),
-            &tally.to_value(),
-        )
+        .put_entity_report(&job.shop_id, &job.run_id, entity, &tally)
         .await?;
     runs::finish_if_done(svc, &job.shop_id, &job.run_id).await
 }
@@ -54,11 +50,7 @@ pub async fn fail_entity(
     let msg = failure_message(error);
     tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %error, "pull failed");
     svc.store
-        .append_errors(
-            shop,
-            &job.run_id,
-            &[json!({"entity": name, "kiotviet_id": null, "message": msg})],
-        )
+        .append_errors(shop, &job.run_id, &[RunError::new(name, None, msg.clone())])
         .await?;
     // Only this run's checkpoint: another run may own the entity (the lease was not ours).
     let ours = svc
@@ -72,7 +64,7 @@ pub async fn fail_entity(
     svc.store
         .release_lease(shop, name, &job.lease_holder())
         .await?;
-    end_entity(svc, job, entity, "failed", Some(&msg)).await
+    end_entity(svc, job, entity, PartState::Failed, Some(&msg)).await
 }
 
 /// Words a shop owner can act on for a pull that cannot go on.

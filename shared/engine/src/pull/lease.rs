@@ -74,7 +74,14 @@ impl PartLease {
                     "Another run ({holder}) is syncing {}; this run left it to that one.",
                     self.name
                 );
-                end_entity(svc, job, entity, "skipped", Some(&msg)).await?;
+                end_entity(
+                    svc,
+                    job,
+                    entity,
+                    mapping::api::PartState::Skipped,
+                    Some(&msg),
+                )
+                .await?;
                 Ok(Some(PullEnd::Done))
             }
         }

@@ -6,11 +6,11 @@
 //! The cursor moves only when every page is written, to the run's start (never past data not yet
 //! written, never backwards — the store refuses that).
 
+use mapping::api::{PartState, RunError};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use kiotviet::KvError;
-use serde_json::json;
 use store::Connection;
 use tokio::task::JoinHandle;
 
@@ -94,7 +94,7 @@ pub async fn pull_entity(
     }
     // Set when another delivery or run turned out to hold the part at this pull's first write.
     let mut blocked: Option<PullEnd> = None;
-    ck.tally.state = "running".into();
+    ck.tally.state = PartState::Running;
     ck.tally.waiting_until = None;
     if is_resumed {
         // A continuation shows at once that it runs again (it may have been "waiting").
@@ -269,9 +269,9 @@ pub async fn pull_entity(
                 svc.store.clear_checkpoint(shop, name).await?;
             }
             ck.tally.state = if ck.tally.failed > 0 {
-                "partial".into()
+                PartState::Partial
             } else {
-                "succeeded".into()
+                PartState::Succeeded
             };
             ck.tally.message = None;
             lease.release().await?;
@@ -307,8 +307,8 @@ pub async fn pull_entity(
         }
         (End::Wait { until }, Err(_)) => {
             // R-SYN-6: the hourly GET budget is spent; continue after the window by itself.
-            ck.tally.state = "waiting".into();
-            ck.tally.waiting_until = Some(until.to_rfc3339());
+            ck.tally.state = PartState::Waiting;
+            ck.tally.waiting_until = Some(until);
             ck.tally.message = Some(format!(
                 "Paused: this shop's hourly KiotViet allowance is used up; the sync continues by itself at {} (Vietnam time).",
                 until.with_timezone(&mapping::time::vn()).format("%H:%M")
@@ -326,15 +326,11 @@ pub async fn pull_entity(
                 );
             }
             tracing::warn!(shop, run_id = %job.run_id, entity = name, error = %e, "pull failed");
-            ck.tally.state = "failed".into();
+            ck.tally.state = PartState::Failed;
             ck.tally.message = Some(msg.clone());
             report(svc, job, entity, &ck.tally).await?;
             svc.store
-                .append_errors(
-                    shop,
-                    &job.run_id,
-                    &[json!({"entity": name, "kiotviet_id": null, "message": msg})],
-                )
+                .append_errors(shop, &job.run_id, &[RunError::new(name, None, msg)])
                 .await?;
             svc.store.clear_checkpoint(shop, name).await?;
             lease.release().await?;

@@ -1,6 +1,7 @@
 //! One page of each entity: decode, map with the pure rules of `mapping`, send only what changed
 //! (R-SYN-4), record the links, and count the results.
 
+use mapping::api::{ManualAction, ManualActionKind, RunError};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -9,7 +10,6 @@ use mapping::abaha::ItemResult;
 use mapping::hash::content_hash;
 use mapping::kiotviet::{Category, Customer, Invoice, Page, Product};
 use serde::Serialize;
-use serde_json::{Value, json};
 use store::{Connection, IdKind, IdLink};
 
 use crate::error::JobError;
@@ -19,8 +19,8 @@ use crate::service::Service;
 /// What one page adds to the run's lists.
 #[derive(Debug, Default)]
 pub(crate) struct PageStep {
-    pub(crate) manual_actions: Vec<Value>,
-    pub(crate) errors: Vec<Value>,
+    pub(crate) manual_actions: Vec<ManualAction>,
+    pub(crate) errors: Vec<RunError>,
     /// The page belongs to an entity's first sync: nothing to compare with in the ID map.
     pub(crate) first_sync: bool,
 }
@@ -28,7 +28,7 @@ pub(crate) struct PageStep {
 impl PageStep {
     fn error(&mut self, entity: &str, kiotviet_id: Option<i64>, message: String) {
         self.errors
-            .push(json!({"entity": entity, "kiotviet_id": kiotviet_id, "message": message}));
+            .push(RunError::new(entity, kiotviet_id, message));
     }
 }
 
@@ -272,15 +272,15 @@ pub(super) async fn removed_records(
             ));
             continue;
         }
-        step.manual_actions.push(json!({
-            "kind": "delete_product_in_abaha",
-            "kiotviet_id": id,
-            "abaha_id": link.abaha_id,
-            "message": format!(
+        step.manual_actions.push(ManualAction::new(
+            ManualActionKind::DeleteProductInAbaha,
+            Some(*id),
+            Some(link.abaha_id.clone()),
+            format!(
                 "Product {} was deleted in KiotViet FnB. The sync never deletes in Abaha: delete product {} by hand in the Abaha admin if it should go.",
                 id, link.abaha_id
             ),
-        }));
+        ));
         marked.push((
             *id,
             IdLink {
@@ -360,15 +360,15 @@ pub(super) async fn invoices_page(
         if let (InvoiceClass::Cancelled, Some(link)) = (&class, synced.get(&inv.id))
             && link.hash.as_deref() != Some(CANCELLED)
         {
-            step.manual_actions.push(json!({
-                    "kind": "cancel_order_in_abaha",
-                    "kiotviet_id": inv.id,
-                    "abaha_id": link.abaha_id,
-                    "message": format!(
-                        "Invoice {} was cancelled in KiotViet FnB after it was synced as completed. Cancel Abaha order {} by hand if the sale did not happen.",
-                        inv.code.clone().unwrap_or_default(), link.abaha_id
-                    ),
-                }));
+            step.manual_actions.push(ManualAction::new(
+                ManualActionKind::CancelOrderInAbaha,
+                Some(inv.id),
+                Some(link.abaha_id.clone()),
+                format!(
+                    "Invoice {} was cancelled in KiotViet FnB after it was synced as completed. Cancel Abaha order {} by hand if the sale did not happen.",
+                    inv.code.clone().unwrap_or_default(), link.abaha_id
+                ),
+            ));
             marked.push((
                 inv.id,
                 IdLink {

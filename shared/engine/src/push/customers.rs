@@ -16,8 +16,7 @@ use mapping::kiotviet::Customer;
 use serde_json::{Value, json};
 use store::{Claim, Connection, IdKind, IdLink};
 
-use crate::api::{ApiResponse, parse_body};
-use crate::error::ApiError;
+use crate::error::{EngineError, ErrorCode};
 pub use crate::links::{fingerprint, link_hash};
 use crate::links::{fingerprint_of_abaha, link_fingerprint, link_hash_of_kiotviet};
 use crate::service::Service;
@@ -49,23 +48,39 @@ impl Match {
     }
 }
 
+/// What a customer push did (`{"kiotviet_customer_id", "kiotviet_code", "status"}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CustomerPushed {
+    pub kiotviet_customer_id: i64,
+    pub kiotviet_code: Option<String>,
+    pub status: CustomerOutcome,
+}
+
+/// Created in KiotViet (201 on the service API), or updated / already the same there (200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerOutcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
 /// `POST /v1/shops/{shop}/customers` (R-CUS-3).
 pub async fn push_from_api(
     svc: &Service,
     shop: &str,
-    body: &[u8],
+    mut customer: AbahaCustomer,
     deadline: retry::Deadline,
-) -> Result<ApiResponse, ApiError> {
-    let mut customer: AbahaCustomer = parse_body(body)?;
+) -> Result<CustomerPushed, EngineError> {
     customer.id = crate::push::orders::plan::check_id("id", &customer.id)
-        .map_err(|e| ApiError::validation(e.message).with_details(json!({"field": e.field})))?;
+        .map_err(|e| EngineError::validation(e.message).with_details(json!({"field": e.field})))?;
     let phone = customer
         .phone
         .as_deref()
         .and_then(first_phone)
         .unwrap_or_default();
     if phone.len() < 8 {
-        return Err(ApiError::validation(
+        return Err(EngineError::validation(
             "A phone number is required: KiotViet FnB and Abaha match customers by phone.",
         ));
     }
@@ -73,11 +88,10 @@ pub async fn push_from_api(
         .store
         .get_connection(shop)
         .await?
-        .ok_or_else(|| ApiError::unknown_shop(shop))?;
+        .ok_or_else(|| EngineError::unknown_shop(shop))?;
     if !conn.sync.customers {
-        return Err(ApiError::new(
-            422,
-            "customers_sync_disabled",
+        return Err(EngineError::new(
+            ErrorCode::CustomersSyncDisabled,
             "Customer sync is switched off for this shop; switch it on in the connection to push customers.",
         ));
     }
@@ -88,14 +102,16 @@ pub async fn push_from_api(
     let wanted = fingerprint_of_abaha(&customer);
 
     let kv_id = match resolve(svc, &conn, &kv, &customer).await? {
-        Match::Created(created) => return Ok(answer(201, created.id, created.code, "created")),
+        Match::Created(created) => {
+            return Ok(answer(created.id, created.code, CustomerOutcome::Created));
+        }
         Match::Found(found) => {
             if link_hash_of_kiotviet(&found)
                 .as_deref()
                 .and_then(link_fingerprint)
                 == Some(wanted.as_str())
             {
-                return Ok(answer(200, found.id, found.code, "unchanged"));
+                return Ok(answer(found.id, found.code, CustomerOutcome::Unchanged));
             }
             found.id
         }
@@ -116,7 +132,7 @@ pub async fn push_from_api(
                         None
                     }
                 };
-                return Ok(answer(200, kv_id, code, "unchanged"));
+                return Ok(answer(kv_id, code, CustomerOutcome::Unchanged));
             }
             kv_id
         }
@@ -124,7 +140,11 @@ pub async fn push_from_api(
     let write = mapping::customers::customer_write(&customer, conn.branch_id);
     let updated = kv.update_customer(kv_id, &write).await.map_err(kv_error)?;
     store_link(svc, shop, &customer.id, &updated).await?;
-    Ok(answer(200, updated.id, updated.code.clone(), "updated"))
+    Ok(answer(
+        updated.id,
+        updated.code.clone(),
+        CustomerOutcome::Updated,
+    ))
 }
 
 /// R-CUS-2: the ID map, then the phone (exact, after normalising — KiotViet's search also
@@ -134,7 +154,7 @@ pub async fn resolve(
     conn: &Connection,
     kv: &KiotVietClient,
     customer: &AbahaCustomer,
-) -> Result<Match, ApiError> {
+) -> Result<Match, EngineError> {
     let shop = conn.shop_id.as_str();
     if let Some(id) = svc
         .store
@@ -164,9 +184,7 @@ pub async fn resolve(
             Claim::InProgress { until } => {
                 if waits >= WAIT_STEPS {
                     let secs = crate::push::orders::plan::seconds_until(until, now);
-                    return Err(ApiError::new(
-                        409,
-                        "push_in_progress",
+                    return Err(EngineError::new(ErrorCode::PushInProgress,
                         "This customer is being matched in KiotViet FnB right now. Try again in a few seconds; it will not be created twice.",
                     )
                     .with_retry_after(secs));
@@ -193,7 +211,7 @@ async fn match_or_create(
     conn: &Connection,
     kv: &KiotVietClient,
     customer: &AbahaCustomer,
-) -> Result<Match, ApiError> {
+) -> Result<Match, EngineError> {
     let shop = conn.shop_id.as_str();
     // Another push may have linked it between the first look and the claim.
     if let Some(id) = svc
@@ -222,9 +240,7 @@ async fn match_or_create(
     let created = kv.create_customer(&write).await.map_err(|e| {
         if crate::push::orders::plan::landed(&e) == crate::push::orders::plan::Landed::Maybe {
             tracing::warn!(shop, customer = %customer.id, error = %e, "customer POST may have reached KiotViet");
-            return ApiError::new(
-                502,
-                "kiotviet_unavailable",
+            return EngineError::new(ErrorCode::KiotvietUnavailable,
                 "KiotViet FnB did not confirm the new customer in time; it may have been created there. Retrying is safe: the push looks for the customer by phone before creating one.",
             )
             .with_retry_after(30)
@@ -256,7 +272,7 @@ async fn store_link(
     shop: &str,
     abaha_id: &str,
     kv: &Customer,
-) -> Result<(), ApiError> {
+) -> Result<(), EngineError> {
     let link = IdLink {
         abaha_id: abaha_id.to_string(),
         hash: link_hash_of_kiotviet(kv),
@@ -267,32 +283,29 @@ async fn store_link(
     Ok(())
 }
 
-fn answer(status: u16, id: i64, code: Option<String>, what: &str) -> ApiResponse {
-    ApiResponse::json(
+fn answer(id: i64, code: Option<String>, status: CustomerOutcome) -> CustomerPushed {
+    CustomerPushed {
+        kiotviet_customer_id: id,
+        kiotviet_code: code,
         status,
-        json!({"kiotviet_customer_id": id, "kiotviet_code": code.map(Value::String).unwrap_or(Value::Null), "status": what}),
-    )
+    }
 }
 
 /// KiotViet failures of a push, in words a shop owner can act on.
-pub fn kv_error(e: KvError) -> ApiError {
+pub fn kv_error(e: KvError) -> EngineError {
     tracing::warn!(error = %e, "kiotviet call failed during a push");
     match e {
-        KvError::Rejected { message, status, code } => ApiError::new(
-            502,
-            "kiotviet_rejected",
+        KvError::Rejected { message, status, code } => EngineError::new(ErrorCode::KiotvietRejected,
             "KiotViet FnB refused this. Its own message is in details; fix the setting or data it names in KiotViet FnB and try again.",
         )
         .with_details(json!({"kiotviet_message": message, "kiotviet_status": status, "kiotviet_code": code})),
-        KvError::InvalidCredentials { .. } | KvError::Unauthorized => ApiError::new(
-            502,
-            "kiotviet_rejected",
+        KvError::InvalidCredentials { .. } | KvError::Unauthorized => EngineError::new(ErrorCode::KiotvietRejected,
             "KiotViet FnB refused the connection's Client ID and secret. Update the connection with the values from KiotViet FnB.",
         ),
         KvError::RateLimited {
             retry_after: Some(wait),
-        } => ApiError::kiotviet_unavailable().with_retry_after(wait.as_secs().max(1)),
-        _ => ApiError::kiotviet_unavailable(),
+        } => EngineError::kiotviet_unavailable().with_retry_after(wait.as_secs().max(1)),
+        _ => EngineError::kiotviet_unavailable(),
     }
 }
 

@@ -25,7 +25,6 @@ use std::time::Instant;
 use abaha::Collection;
 use kiotviet::{Credentials, KiotVietClient, KvError};
 use mapping::hash::content_hash;
-use serde_json::{Value, json};
 use store::{Connection, IdKind};
 
 use super::{Change, WebhookJob};
@@ -138,10 +137,10 @@ pub async fn apply(svc: &Service, job: WebhookJob, deadline: Instant) -> Result<
         customers.skip("switched_off");
     }
 
-    record_manual_actions(svc, shop, &step.manual_actions).await?;
+    runs::record_manual_actions(svc, shop, Trigger::Webhook, &step.manual_actions).await?;
     for e in &step.errors {
-        tracing::warn!(shop, delivery = %job.delivery, entity = %e["entity"], kiotviet_id = %e["kiotviet_id"],
-            message = %e["message"], "webhook record not applied; the scheduled pull tries again");
+        tracing::warn!(shop, delivery = %job.delivery, entity = %e.entity, kiotviet_id = ?e.kiotviet_id,
+            message = %e.message, "webhook record not applied; the scheduled pull tries again");
     }
     tracing::info!(
         shop,
@@ -233,43 +232,6 @@ fn left_to_schedule(conn: &Connection, delivery: &str, e: KvError) -> Result<(),
         return Ok(());
     }
     Err(JobError::KiotViet(e))
-}
-
-/// Manual actions go into the shop's latest run report, where the owner reads them (R-SYN-5).
-/// A shop without any run yet gets a small finished run of its own to hold them.
-async fn record_manual_actions(
-    svc: &Service,
-    shop: &str,
-    actions: &[Value],
-) -> Result<(), store::StoreError> {
-    if actions.is_empty() {
-        return Ok(());
-    }
-    let latest = svc.store.latest_run(shop).await?;
-    if let Some(run_id) = latest
-        .as_ref()
-        .and_then(|r| r.get("run_id"))
-        .and_then(Value::as_str)
-    {
-        return svc.store.append_manual_actions(shop, run_id, actions).await;
-    }
-    let now = svc.now();
-    let run_id = runs::new_run_id(now);
-    let initial = json!({
-        "run_id": run_id,
-        "state": "succeeded",
-        "trigger": Trigger::Webhook,
-        "full": false,
-        "started_at": now.to_rfc3339(),
-        "finished_at": now.to_rfc3339(),
-        "entities": {},
-        "manual_actions": actions,
-        "errors": [],
-    });
-    svc.store
-        .create_run(shop, &run_id, &initial)
-        .await
-        .map(|_| ())
 }
 
 #[cfg(test)]

@@ -142,11 +142,17 @@ fn is_expired(item: &Item, now: DateTime<Utc>) -> bool {
     }
 }
 
-fn to_av(value: &serde_json::Value, what: &str) -> Result<AttributeValue, StoreError> {
+fn to_av<T: serde::Serialize + ?Sized>(
+    value: &T,
+    what: &str,
+) -> Result<AttributeValue, StoreError> {
     serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::malformed(what, e))
 }
 
-fn from_av(value: AttributeValue, what: &str) -> Result<serde_json::Value, StoreError> {
+fn from_av<T: serde::de::DeserializeOwned>(
+    value: AttributeValue,
+    what: &str,
+) -> Result<T, StoreError> {
     serde_dynamo::from_attribute_value(value).map_err(|e| StoreError::malformed(what, e))
 }
 

@@ -16,7 +16,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{Map, Value};
+use mapping::api::{Entity, EntityReport, ManualAction, RunError, RunReport, RunState};
 
 use super::{
     DynamoStore, Item, from_av, is_expired, key, n, names, put_condition_failed, s, shop_pk,
@@ -24,6 +24,7 @@ use super::{
 };
 use crate::StoreError;
 use crate::ports::{RUN_LIST_CAP, RunEnd, RunStore};
+use crate::report::{self, StoredRun};
 
 /// How long run reports are kept.
 pub const RUN_TTL: Duration = Duration::days(90);
@@ -40,7 +41,7 @@ fn not_found(shop: &str, run_id: &str) -> StoreError {
     }
 }
 
-fn list_av(values: &[Value], what: &str) -> Result<AttributeValue, StoreError> {
+fn list_av<T: serde::Serialize>(values: &[T], what: &str) -> Result<AttributeValue, StoreError> {
     Ok(AttributeValue::L(
         values
             .iter()
@@ -56,55 +57,75 @@ fn list_len(item: &Item, name: &str) -> usize {
     }
 }
 
-/// The report as the API shows it, from the run item.
-fn assemble(mut item: Item) -> Result<Value, StoreError> {
-    let mut report = match item
-        .remove("base")
-        .map(|b| from_av(b, "run base"))
-        .transpose()?
-    {
-        Some(Value::Object(map)) => map,
-        _ => Map::new(),
+fn entity_attr(entity: Entity) -> String {
+    format!("{ENTITY_PREFIX}{entity}")
+}
+
+/// The run item, section by section (see [`report::assemble`]). Entity attributes of an entity
+/// this version does not know are left out, not an error: a report stays readable.
+fn stored_run(mut item: Item) -> Result<StoredRun, StoreError> {
+    let mut stored = StoredRun {
+        base: match item.remove("base") {
+            Some(b) => from_av(b, "run base")?,
+            None => RunReport::default(),
+        },
+        ..StoredRun::default()
     };
-    if let Some(AttributeValue::S(run_id)) = item.remove("run_id") {
-        report.insert("run_id".into(), Value::String(run_id));
+    if let Some(AttributeValue::S(state)) = item.remove("state") {
+        stored.state = Some(from_av(AttributeValue::S(state), "run state")?);
     }
-    for field in ["state", "finished_at"] {
-        if let Some(AttributeValue::S(v)) = item.remove(field) {
-            report.insert(field.into(), Value::String(v));
-        }
+    if let Some(AttributeValue::S(at)) = item.remove("finished_at") {
+        stored.finished_at = Some(
+            DateTime::parse_from_rfc3339(&at)
+                .map_err(|e| StoreError::malformed("run finished_at", e))?
+                .with_timezone(&Utc),
+        );
     }
-    let mut entities = Map::new();
     let entity_names: Vec<String> = item
         .keys()
         .filter(|k| k.starts_with(ENTITY_PREFIX))
         .cloned()
         .collect();
     for name in entity_names {
+        let Ok(entity) = name.trim_start_matches(ENTITY_PREFIX).parse::<Entity>() else {
+            continue;
+        };
         if let Some(av) = item.remove(&name) {
-            let entity = name.trim_start_matches(ENTITY_PREFIX).to_owned();
-            entities.insert(entity, from_av(av, "run entity report")?);
+            stored
+                .entities
+                .insert(entity, from_av(av, "run entity report")?);
         }
     }
-    report.insert("entities".into(), Value::Object(entities));
-    for (list, dropped) in [
-        ("manual_actions", "manual_actions_dropped"),
-        ("errors", "errors_dropped"),
-    ] {
-        let entries = match item.remove(list) {
-            Some(av) => from_av(av, "run report list")?,
-            None => Value::Array(Vec::new()),
-        };
-        report.insert(list.into(), entries);
-        let count: u64 = match item.get(dropped) {
+    if let Some(av) = item.remove("manual_actions") {
+        stored.manual_actions = from_av(av, "run manual actions")?;
+    }
+    if let Some(av) = item.remove("errors") {
+        stored.errors = from_av(av, "run errors")?;
+    }
+    let count = |name: &str| -> u64 {
+        match item.get(name) {
             Some(AttributeValue::N(count)) => count.parse().unwrap_or(0),
             _ => 0,
-        };
-        if count > 0 {
-            report.insert(dropped.into(), Value::from(count));
         }
-    }
-    Ok(Value::Object(report))
+    };
+    stored.manual_actions_dropped = count("manual_actions_dropped");
+    stored.errors_dropped = count("errors_dropped");
+    Ok(stored)
+}
+
+/// The report as the API shows it, from the run item.
+fn assemble(item: Item) -> Result<RunReport, StoreError> {
+    let run_id = match item.get("run_id") {
+        Some(AttributeValue::S(run_id)) => run_id.clone(),
+        _ => String::new(),
+    };
+    let stored = stored_run(item)?;
+    let run_id = if run_id.is_empty() {
+        stored.base.run_id.clone()
+    } else {
+        run_id
+    };
+    Ok(report::assemble(&run_id, stored))
 }
 
 impl DynamoStore {
@@ -157,13 +178,13 @@ impl DynamoStore {
 
     /// `list_append` that keeps the list at most [`RUN_LIST_CAP`] long and counts what it turns away.
     /// The cap is part of the condition, so concurrent appends cannot overshoot it together.
-    async fn append_capped(
+    async fn append_capped<T: serde::Serialize + Sync>(
         &self,
         shop: &str,
         run_id: &str,
         list: &str,
         dropped: &str,
-        entries: &[Value],
+        entries: &[T],
     ) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
@@ -227,45 +248,28 @@ impl RunStore for DynamoStore {
         &self,
         shop: &str,
         run_id: &str,
-        initial: &Value,
+        initial: &RunReport,
     ) -> Result<bool, StoreError> {
-        let Value::Object(initial) = initial else {
-            return Err(StoreError::malformed(
-                "initial run report",
-                "not a JSON object",
-            ));
-        };
-        let mut base = initial.clone();
-        let entities = base.remove("entities");
-        let take_list = |v: Option<Value>| match v {
-            Some(Value::Array(entries)) => entries,
-            _ => Vec::new(),
-        };
-        let manual_actions = take_list(base.remove("manual_actions"));
-        let errors = take_list(base.remove("errors"));
-
+        let stored = report::split_initial(initial);
         let mut item = key(shop_pk(shop), run_sk(run_id));
         item.insert("run_id".into(), s(run_id));
+        item.insert("base".into(), to_av(&stored.base, "initial run report")?);
+        for (entity, report) in &stored.entities {
+            item.insert(entity_attr(*entity), to_av(report, "run entity report")?);
+        }
         item.insert(
-            "base".into(),
-            to_av(&Value::Object(base), "initial run report")?,
+            "manual_actions".into(),
+            list_av(&stored.manual_actions, "run report entry")?,
         );
-        if let Some(Value::Object(entities)) = entities {
-            for (entity, report) in entities {
-                item.insert(
-                    format!("{ENTITY_PREFIX}{entity}"),
-                    to_av(&report, "run entity report")?,
-                );
-            }
-        }
-        for (list, dropped, entries) in [
-            ("manual_actions", "manual_actions_dropped", &manual_actions),
-            ("errors", "errors_dropped", &errors),
-        ] {
-            let kept = entries.len().min(RUN_LIST_CAP);
-            item.insert(list.into(), list_av(&entries[..kept], "run report entry")?);
-            item.insert(dropped.into(), n(entries.len() - kept));
-        }
+        item.insert(
+            "manual_actions_dropped".into(),
+            n(stored.manual_actions_dropped),
+        );
+        item.insert(
+            "errors".into(),
+            list_av(&stored.errors, "run report entry")?,
+        );
+        item.insert("errors_dropped".into(), n(stored.errors_dropped));
         item.insert("expires_at".into(), n((Utc::now() + RUN_TTL).timestamp()));
 
         let created = self
@@ -288,15 +292,15 @@ impl RunStore for DynamoStore {
         &self,
         shop: &str,
         run_id: &str,
-        entity: &str,
-        report: &Value,
+        entity: Entity,
+        report: &EntityReport,
     ) -> Result<(), StoreError> {
         self.update_run(
             shop,
             run_id,
             "dynamodb update_item (run entity)",
             "SET #entity = :report".into(),
-            vec![("#entity".into(), format!("{ENTITY_PREFIX}{entity}"))],
+            vec![("#entity".into(), entity_attr(entity))],
             vec![(":report".into(), to_av(report, "run entity report")?)],
         )
         .await
@@ -306,9 +310,9 @@ impl RunStore for DynamoStore {
         &self,
         shop: &str,
         run_id: &str,
-        reports: &[(String, Value)],
+        reports: &[(Entity, EntityReport)],
         end: Option<&RunEnd>,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<RunReport, StoreError> {
         if reports.is_empty() {
             return self
                 .get_run(shop, run_id)
@@ -328,10 +332,7 @@ impl RunStore for DynamoStore {
             for (i, (entity, report)) in reports.iter().enumerate() {
                 set.push(format!("#e{i} = :r{i}"));
                 update = update
-                    .expression_attribute_names(
-                        format!("#e{i}"),
-                        format!("{ENTITY_PREFIX}{entity}"),
-                    )
+                    .expression_attribute_names(format!("#e{i}"), entity_attr(*entity))
                     .expression_attribute_values(
                         format!(":r{i}"),
                         to_av(report, "run entity report")?,
@@ -342,16 +343,13 @@ impl RunStore for DynamoStore {
                 update = update
                     .expression_attribute_names("#state", "state")
                     .expression_attribute_names("#finished", "finished_at")
-                    .expression_attribute_values(":state", s(&end.state))
+                    .expression_attribute_values(":state", s(end.state.as_str()))
                     .expression_attribute_values(":finished", s(time_text(end.finished_at)));
                 for (i, (entity, state)) in end.others.iter().enumerate() {
                     condition.push_str(&format!(" AND #o{i}.#state = :o{i}"));
                     update = update
-                        .expression_attribute_names(
-                            format!("#o{i}"),
-                            format!("{ENTITY_PREFIX}{entity}"),
-                        )
-                        .expression_attribute_values(format!(":o{i}"), s(state));
+                        .expression_attribute_names(format!("#o{i}"), entity_attr(*entity))
+                        .expression_attribute_values(format!(":o{i}"), s(state.as_str()));
                 }
             }
             Ok(update
@@ -382,7 +380,7 @@ impl RunStore for DynamoStore {
         &self,
         shop: &str,
         run_id: &str,
-        actions: &[Value],
+        actions: &[ManualAction],
     ) -> Result<(), StoreError> {
         self.append_capped(
             shop,
@@ -398,7 +396,7 @@ impl RunStore for DynamoStore {
         &self,
         shop: &str,
         run_id: &str,
-        errors: &[Value],
+        errors: &[RunError],
     ) -> Result<(), StoreError> {
         self.append_capped(shop, run_id, "errors", "errors_dropped", errors)
             .await
@@ -408,12 +406,12 @@ impl RunStore for DynamoStore {
         &self,
         shop: &str,
         run_id: &str,
-        state: &str,
+        state: RunState,
         finished_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         let mut set = String::from("SET #state = :state");
         let mut names_ = vec![("#state".to_owned(), "state".to_owned())];
-        let mut values_ = vec![(":state".to_owned(), s(state))];
+        let mut values_ = vec![(":state".to_owned(), s(state.as_str()))];
         if let Some(at) = finished_at {
             set.push_str(", #finished = :finished");
             names_.push(("#finished".into(), "finished_at".into()));
@@ -430,11 +428,11 @@ impl RunStore for DynamoStore {
         .await
     }
 
-    async fn get_run(&self, shop: &str, run_id: &str) -> Result<Option<Value>, StoreError> {
+    async fn get_run(&self, shop: &str, run_id: &str) -> Result<Option<RunReport>, StoreError> {
         self.read_run(shop, run_id).await?.map(assemble).transpose()
     }
 
-    async fn latest_run(&self, shop: &str) -> Result<Option<Value>, StoreError> {
+    async fn latest_run(&self, shop: &str) -> Result<Option<RunReport>, StoreError> {
         let out = self
             .client
             .query()
@@ -460,5 +458,65 @@ impl RunStore for DynamoStore {
             .filter(|item| !is_expired(item, Utc::now()))
             .map(assemble)
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use mapping::api::{PartState, Trigger};
+    use serde_json::json;
+
+    use super::*;
+
+    fn av(v: serde_json::Value) -> AttributeValue {
+        to_av(&v, "test").unwrap()
+    }
+
+    /// Runs written before the typed report (base as a JSON map with `+00:00` times, entity
+    /// sections as maps, an entity this version does not know) still read back.
+    #[test]
+    fn a_run_item_of_the_previous_version_reads_back_as_a_typed_report() {
+        let mut item = key(shop_pk("s1"), run_sk("run-1"));
+        item.insert("run_id".into(), s("run-1"));
+        item.insert(
+            "base".into(),
+            av(
+                json!({"run_id": "run-1", "state": "queued", "trigger": "schedule", "full": false,
+                      "started_at": "2026-11-29T02:00:00+00:00", "finished_at": null}),
+            ),
+        );
+        item.insert("state".into(), s("partial"));
+        item.insert("finished_at".into(), s("2026-11-29T02:00:05.5Z"));
+        item.insert(
+            "E#products".into(),
+            av(
+                json!({"state": "waiting", "created": 1, "updated": 0, "unchanged": 0, "failed": 0,
+                      "skipped": {"no_phone": 2}, "api_calls": 3, "removed_in_kiotviet": 0,
+                      "abaha_calls": 1, "read": 4, "waiting_until": "2026-11-29T03:00:00+00:00"}),
+            ),
+        );
+        item.insert("E#vouchers".into(), av(json!({"state": "queued"})));
+        item.insert(
+            "manual_actions".into(),
+            av(
+                json!([{"kind": "cancel_order_in_abaha", "kiotviet_id": 7, "abaha_id": "A-7",
+                       "message": "cancel by hand"}]),
+            ),
+        );
+        item.insert("errors".into(), av(json!([])));
+        item.insert("errors_dropped".into(), n(3));
+        let report = assemble(item).unwrap();
+        assert_eq!(report.run_id, "run-1");
+        assert_eq!(report.state, RunState::Partial);
+        assert_eq!(report.trigger, Some(Trigger::Schedule));
+        assert_eq!(report.duration_ms(), Some(5_500));
+        let products = &report.entities[&Entity::Products];
+        assert_eq!(products.state, PartState::Waiting);
+        assert_eq!((products.read, products.skipped["no_phone"]), (4, 2));
+        assert!(products.waiting_until.is_some());
+        assert_eq!(report.entities.len(), 1, "unknown entities are left out");
+        assert_eq!(report.manual_actions[0].abaha_id.as_deref(), Some("A-7"));
+        assert_eq!(report.errors_dropped, 3);
     }
 }

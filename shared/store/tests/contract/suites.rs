@@ -5,8 +5,12 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use futures::future::{BoxFuture, join_all};
+use mapping::api::{
+    Entity, EntityReport, ManualAction, ManualActionKind, PartState, RunError, RunReport, RunState,
+    Trigger,
+};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::future::Future;
 use store::{
     BudgetAnswer, BudgetStore, CheckpointStore, Claim, Connection, ConnectionStore, CursorStore,
@@ -984,14 +988,25 @@ pub async fn r_syn_4_id_links_both_ways_in_batches(store: &dyn IdMapStore) {
         .expect("empty");
 }
 
+fn part(state: PartState) -> EntityReport {
+    EntityReport::in_state(state)
+}
+
+fn run_of(run_id: &str, parts: &[(Entity, PartState)]) -> RunReport {
+    RunReport {
+        run_id: run_id.into(),
+        entities: parts.iter().map(|(e, s)| (*e, part(*s))).collect(),
+        ..RunReport::default()
+    }
+}
+
 pub async fn r_syn_5_run_report_is_assembled_from_concurrent_updates(
     store: &dyn RunStore,
     calls: Calls,
 ) {
-    let started = "2026-11-29T09:00:00+07:00";
+    let started: DateTime<Utc> = "2026-11-29T09:00:00+07:00".parse().expect("time");
     // GIVEN a queued run
-    let initial = json!({"run_id": "run-1", "state": "queued", "started_at": started, "finished_at": null,
-                         "entities": {"categories": {"state": "queued"}}, "manual_actions": [], "errors": []});
+    let initial = RunReport::queued("run-1", Trigger::Api, true, started, [Entity::Categories]);
     assert!(
         store
             .create_run("shop", "run-1", &initial)
@@ -1000,25 +1015,39 @@ pub async fn r_syn_5_run_report_is_assembled_from_concurrent_updates(
     );
     assert!(
         !store
-            .create_run("shop", "run-1", &json!({"state": "other"}))
+            .create_run("shop", "run-1", &run_of("run-1", &[]))
             .await
             .expect("create twice")
     );
 
     // WHEN the catalog and customer pulls report at the same time
-    let products = json!({"state": "succeeded", "created": 3, "updated": 1, "unchanged": 0, "failed": 0,
-                          "skipped": {"no_phone": 2}, "api_calls": 7, "removed_in_kiotviet": 1});
-    let customers = json!({"state": "running", "created": 10, "skipped": {}});
-    let action = |i: i64| json!({"kind": "delete_product_in_abaha", "kiotviet_id": i, "abaha_id": format!("P-{i}"), "message": "delete by hand"});
-    let error = |i: i64| json!({"entity": "products", "kiotviet_id": i, "message": "cannot map"});
-    let actions: Vec<Vec<Value>> = (0..5)
+    let mut products = part(PartState::Succeeded);
+    products.created = 3;
+    products.updated = 1;
+    products.skipped.insert("no_phone".into(), 2);
+    products.api_calls = 7;
+    products.removed_in_kiotviet = 1;
+    let mut customers = part(PartState::Waiting);
+    customers.created = 10;
+    customers.waiting_until = Some(started + Duration::minutes(20));
+    customers.message = Some("waiting for the hourly budget".into());
+    let action = |i: i64| {
+        ManualAction::new(
+            ManualActionKind::DeleteProductInAbaha,
+            Some(i),
+            Some(format!("P-{i}")),
+            "delete by hand",
+        )
+    };
+    let error = |i: i64| RunError::new("products", Some(i), "cannot map");
+    let actions: Vec<Vec<ManualAction>> = (0..5)
         .map(|i| vec![action(2 * i), action(2 * i + 1)])
         .collect();
-    let errors: Vec<Vec<Value>> = (0..5).map(|i| vec![error(i)]).collect();
+    let errors: Vec<Vec<RunError>> = (0..5).map(|i| vec![error(i)]).collect();
     let mut updates: Vec<BoxFuture<'_, Result<(), StoreError>>> = vec![
-        store.put_entity_report("shop", "run-1", "products", &products),
-        store.put_entity_report("shop", "run-1", "customers", &customers),
-        store.set_run_state("shop", "run-1", "running", None),
+        store.put_entity_report("shop", "run-1", Entity::Products, &products),
+        store.put_entity_report("shop", "run-1", Entity::Customers, &customers),
+        store.set_run_state("shop", "run-1", RunState::Running, None),
     ];
     for a in &actions {
         updates.push(store.append_manual_actions("shop", "run-1", a));
@@ -1036,27 +1065,30 @@ pub async fn r_syn_5_run_report_is_assembled_from_concurrent_updates(
         .await
         .expect("get")
         .expect("present");
-    assert_eq!(report["run_id"], "run-1");
-    assert_eq!(report["state"], "running");
-    assert_eq!(report["started_at"], started);
-    assert_eq!(report["entities"]["products"], products);
-    assert_eq!(report["entities"]["customers"], customers);
-    assert_eq!(report["entities"]["categories"], json!({"state": "queued"}));
-    let kiotviet_ids = |list: &Value| -> HashSet<i64> {
-        list.as_array()
-            .expect("list")
-            .iter()
-            .map(|v| v["kiotviet_id"].as_i64().expect("id"))
-            .collect()
-    };
-    assert_eq!(kiotviet_ids(&report["manual_actions"]), (0..10).collect());
-    assert_eq!(kiotviet_ids(&report["errors"]), (0..5).collect());
-    assert!(report.get("errors_dropped").is_none());
+    assert_eq!(report.run_id, "run-1");
+    assert_eq!(report.state, RunState::Running);
+    assert_eq!(report.started_at, Some(started));
+    assert_eq!((report.trigger, report.full), (Some(Trigger::Api), true));
+    assert_eq!(report.entities[&Entity::Products], products);
+    assert_eq!(report.entities[&Entity::Customers], customers);
+    assert_eq!(
+        report.entities[&Entity::Categories],
+        part(PartState::Queued)
+    );
+    let action_ids: HashSet<i64> = report
+        .manual_actions
+        .iter()
+        .filter_map(|a| a.kiotviet_id)
+        .collect();
+    assert_eq!(action_ids, (0..10).collect());
+    let error_ids: HashSet<i64> = report.errors.iter().filter_map(|e| e.kiotviet_id).collect();
+    assert_eq!(error_ids, (0..5).collect());
+    assert_eq!(report.errors_dropped, 0);
 
     // WHEN the run finishes THEN state and finish time are set, and it is the shop's latest run
     let finished = now();
     store
-        .set_run_state("shop", "run-1", "partial", Some(finished))
+        .set_run_state("shop", "run-1", RunState::Partial, Some(finished))
         .await
         .expect("finish");
     let report = store
@@ -1064,18 +1096,13 @@ pub async fn r_syn_5_run_report_is_assembled_from_concurrent_updates(
         .await
         .expect("latest")
         .expect("present");
-    assert_eq!(report["state"], "partial");
-    let finished_at: DateTime<Utc> = report["finished_at"]
-        .as_str()
-        .expect("finished_at")
-        .parse()
-        .expect("rfc3339");
-    assert_eq!(finished_at, finished);
+    assert_eq!(report.state, RunState::Partial);
+    assert_eq!(report.finished_at, Some(finished));
 
     // WHEN a newer run is created THEN it becomes the latest; the older one stays readable
     assert!(
         store
-            .create_run("shop", "run-2", &json!({"state": "queued"}))
+            .create_run("shop", "run-2", &run_of("run-2", &[]))
             .await
             .expect("create 2")
     );
@@ -1085,23 +1112,23 @@ pub async fn r_syn_5_run_report_is_assembled_from_concurrent_updates(
         .expect("latest")
         .expect("present");
     assert_eq!(
-        (latest["run_id"].as_str(), latest["state"].as_str()),
-        (Some("run-2"), Some("queued"))
+        (latest.run_id.as_str(), latest.state),
+        ("run-2", RunState::Queued)
     );
-    assert_eq!(latest["entities"], json!({}));
-    assert_eq!(latest["manual_actions"], json!([]));
+    assert!(latest.entities.is_empty());
+    assert!(latest.manual_actions.is_empty());
     assert!(store.get_run("shop", "run-1").await.expect("get").is_some());
 
     // AND unknown runs are absent, and updating one is an error, not a silent new item
     assert_eq!(store.get_run("shop", "nope").await.expect("get"), None);
     assert_eq!(store.latest_run("other").await.expect("latest"), None);
     let err = store
-        .put_entity_report("shop", "nope", "products", &products)
+        .put_entity_report("shop", "nope", Entity::Products, &products)
         .await
         .expect_err("unknown run");
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
     let err = store
-        .set_run_state("shop", "nope", "failed", None)
+        .set_run_state("shop", "nope", RunState::Failed, None)
         .await
         .expect_err("unknown run");
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
@@ -1113,21 +1140,21 @@ pub async fn r_syn_5_run_report_is_assembled_from_concurrent_updates(
 }
 
 pub async fn r_syn_5_run_lists_are_capped(store: &dyn RunStore, calls: Calls) {
-    let error = |i: usize| json!({"entity": "customers", "kiotviet_id": i, "message": "no phone"});
+    let error = |i: usize| RunError::new("customers", Some(i as i64), "no phone");
     assert!(
         store
-            .create_run("shop", "run-big", &json!({"state": "running"}))
+            .create_run("shop", "run-big", &run_of("run-big", &[]))
             .await
             .expect("create")
     );
 
     // WHEN more errors arrive than the cap, in one call and in many concurrent ones
-    let first: Vec<Value> = (0..150).map(error).collect();
+    let first: Vec<RunError> = (0..150).map(error).collect();
     store
         .append_errors("shop", "run-big", &first)
         .await
         .expect("append");
-    let batches: Vec<Vec<Value>> = (0..10)
+    let batches: Vec<Vec<RunError>> = (0..10)
         .map(|b| (0..10).map(|i| error(1000 + b * 10 + i)).collect())
         .collect();
     for result in calls
@@ -1147,13 +1174,14 @@ pub async fn r_syn_5_run_lists_are_capped(store: &dyn RunStore, calls: Calls) {
         .await
         .expect("get")
         .expect("present");
-    assert_eq!(
-        report["errors"].as_array().expect("errors").len(),
-        RUN_LIST_CAP
-    );
-    assert_eq!(report["errors_dropped"], json!(250 - RUN_LIST_CAP));
-    assert_eq!(report["errors"][0], error(0));
-    assert!(report.get("manual_actions_dropped").is_none());
+    assert_eq!(report.errors.len(), RUN_LIST_CAP);
+    assert_eq!(report.errors_dropped, (250 - RUN_LIST_CAP) as u64);
+    assert_eq!(report.errors[0], error(0));
+    assert_eq!(report.manual_actions_dropped, 0);
+    // AND the counts are shown only when something was dropped
+    let shown = serde_json::to_value(&report).expect("json");
+    assert!(shown.get("manual_actions_dropped").is_none(), "{shown}");
+    assert_eq!(shown["errors_dropped"], json!(250 - RUN_LIST_CAP));
 
     // AND a full list takes nothing more
     store
@@ -1165,7 +1193,7 @@ pub async fn r_syn_5_run_lists_are_capped(store: &dyn RunStore, calls: Calls) {
         .await
         .expect("get")
         .expect("present");
-    assert_eq!(report["errors_dropped"], json!(251 - RUN_LIST_CAP));
+    assert_eq!(report.errors_dropped, (251 - RUN_LIST_CAP) as u64);
 }
 
 pub async fn r_syn_6_budget_is_shared_and_runs_out(store: &dyn BudgetStore, calls: Calls) {
@@ -1329,9 +1357,14 @@ pub async fn r_syn_7_a_job_failing_too_often_moves_to_the_dead_letter_queue(
 
 pub async fn r_syn_5_several_parts_report_at_once_and_see_the_run_after(store: &dyn RunStore) {
     // GIVEN a run of three parts, one of which has ended
-    let initial = json!({"run_id": "run-3", "state": "queued", "entities": {
-        "categories": {"state": "queued"}, "products": {"state": "queued"},
-        "customers": {"state": "succeeded"}}});
+    let initial = run_of(
+        "run-3",
+        &[
+            (Entity::Categories, PartState::Queued),
+            (Entity::Products, PartState::Queued),
+            (Entity::Customers, PartState::Succeeded),
+        ],
+    );
     assert!(
         store
             .create_run("shop", "run-3", &initial)
@@ -1339,32 +1372,34 @@ pub async fn r_syn_5_several_parts_report_at_once_and_see_the_run_after(store: &
             .expect("create")
     );
     // WHEN the catalog job reports both its parts in one call
+    let mut categories = part(PartState::Succeeded);
+    categories.created = 2;
+    let mut products = part(PartState::Partial);
+    products.failed = 1;
     let reports = vec![
-        (
-            "categories".to_string(),
-            json!({"state": "succeeded", "created": 2}),
-        ),
-        (
-            "products".to_string(),
-            json!({"state": "partial", "failed": 1}),
-        ),
+        (Entity::Categories, categories),
+        (Entity::Products, products.clone()),
     ];
     let after = store
         .put_entity_reports("shop", "run-3", &reports, None)
         .await
         .expect("reported");
     // THEN the answer is the whole report right after the write, every part in it
-    assert_eq!(after["run_id"], "run-3");
-    assert_eq!(after["entities"]["categories"]["created"], 2);
-    assert_eq!(after["entities"]["products"]["state"], "partial");
-    assert_eq!(after["entities"]["customers"]["state"], "succeeded");
+    assert_eq!(after.run_id, "run-3");
+    assert_eq!(after.entities[&Entity::Categories].created, 2);
+    assert_eq!(after.entities[&Entity::Products], products);
+    assert_eq!(
+        after.entities[&Entity::Customers].state,
+        PartState::Succeeded
+    );
     assert_eq!(
         store
             .get_run("shop", "run-3")
             .await
             .expect("get")
-            .expect("present")["entities"],
-        after["entities"]
+            .expect("present")
+            .entities,
+        after.entities
     );
     // AND a run never created is an error, not a new item
     let err = store
@@ -1372,31 +1407,30 @@ pub async fn r_syn_5_several_parts_report_at_once_and_see_the_run_after(store: &
         .await
         .expect_err("unknown run");
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
-    assert_eq!(after["state"], "queued");
+    assert_eq!(after.state, RunState::Queued);
 
     // WHEN the last part reports with the run's end, but names another part's state wrongly
     let at = now();
-    let last = vec![(
-        "customers".to_string(),
-        json!({"state": "succeeded", "created": 1}),
-    )];
+    let mut customers = part(PartState::Succeeded);
+    customers.created = 1;
+    let last = vec![(Entity::Customers, customers)];
     let wrong = store::RunEnd {
-        state: "partial".into(),
+        state: RunState::Partial,
         finished_at: at,
-        others: vec![("products".into(), "succeeded".into())],
+        others: vec![(Entity::Products, PartState::Succeeded)],
     };
     let after = store
         .put_entity_reports("shop", "run-3", &last, Some(&wrong))
         .await
         .expect("reported");
     // THEN the report is written and the run is not ended
-    assert_eq!(after["entities"]["customers"]["created"], 1);
-    assert_eq!(after["state"], "queued");
+    assert_eq!(after.entities[&Entity::Customers].created, 1);
+    assert_eq!(after.state, RunState::Queued);
     // WHEN it names them as they stand THEN the same write ends the run
     let right = store::RunEnd {
         others: vec![
-            ("categories".into(), "succeeded".into()),
-            ("products".into(), "partial".into()),
+            (Entity::Categories, PartState::Succeeded),
+            (Entity::Products, PartState::Partial),
         ],
         ..wrong
     };
@@ -1404,13 +1438,8 @@ pub async fn r_syn_5_several_parts_report_at_once_and_see_the_run_after(store: &
         .put_entity_reports("shop", "run-3", &last, Some(&right))
         .await
         .expect("reported");
-    assert_eq!(after["state"], "partial");
-    let finished: DateTime<Utc> = after["finished_at"]
-        .as_str()
-        .expect("finished_at")
-        .parse()
-        .expect("rfc3339");
-    assert_eq!(finished, at);
+    assert_eq!(after.state, RunState::Partial);
+    assert_eq!(after.finished_at, Some(at));
 }
 
 pub async fn r_syn_2_cursor_and_checkpoint_change_apart_and_read_together(store: &dyn Store) {

@@ -3,6 +3,7 @@
 //! cancel before any push is remembered, so a late approval is never sold.
 
 use mapping::api::AbahaOrder;
+use mapping::api::{ManualAction, ManualActionKind, Trigger};
 use mapping::hash::content_hash;
 use retry::Deadline;
 use serde_json::{Value, json};
@@ -10,10 +11,10 @@ use store::{Claim, Connection, IdKind};
 
 use super::plan::claim_until;
 use super::{
-    Attempt, Failed, Held, OrderPushed, Pushed, Record, Then, find_order, finish, in_progress,
-    keep_attempt, lookup_failed, order_content, read_record,
+    Attempt, CancelAnswer, Failed, Held, OrderPushed, Pushed, Record, Then, find_order, finish,
+    in_progress, keep_attempt, lookup_failed, order_content, read_record,
 };
-use crate::error::ApiError;
+use crate::error::{EngineError, ErrorCode};
 use crate::service::Service;
 
 /// R-ORD-2: a cancel after the push is not sent to KiotViet; the owner is asked to do it, once
@@ -23,7 +24,7 @@ pub(super) async fn cancel(
     conn: &Connection,
     order: &AbahaOrder,
     deadline: Deadline,
-) -> Result<OrderPushed, ApiError> {
+) -> Result<OrderPushed, EngineError> {
     let shop = conn.shop_id.as_str();
     let now = svc.now();
     let held = Held::new(svc, shop, &order.id, deadline, now);
@@ -62,21 +63,21 @@ async fn cancel_unpushed(
     svc: &Service,
     shop: &str,
     order: &AbahaOrder,
-) -> Result<OrderPushed, ApiError> {
+) -> Result<OrderPushed, EngineError> {
     if let Some(invoice_id) = svc
         .store
         .kiotviet_for_abaha(shop, IdKind::Invoice, &order.id)
         .await?
     {
-        let action = json!({
-            "kind": "cancel_order_in_kiotviet",
-            "kiotviet_id": invoice_id,
-            "abaha_id": order.id,
-            "message": format!(
+        let action = ManualAction::new(
+            ManualActionKind::CancelOrderInKiotviet,
+            Some(invoice_id),
+            Some(order.id.clone()),
+            format!(
                 "Abaha order {} was cancelled; it is KiotViet FnB invoice {invoice_id}, a sale made at the till. KiotViet FnB cannot be told by the API: cancel the invoice by hand in KiotViet FnB if the sale did not happen.",
                 order.code.as_deref().unwrap_or(&order.id)
             ),
-        });
+        );
         return record_cancel_action(svc, shop, order, action).await;
     }
     // Our claim was released (or the record completed) above; a tombstone is written through a
@@ -96,9 +97,7 @@ async fn cancel_unpushed(
         Claim::InProgress { until } => return Err(in_progress(until, now)),
         Claim::Completed(_) => {}
     }
-    Err(ApiError::new(
-        422,
-        "status_not_pushable",
+    Err(EngineError::new(ErrorCode::StatusNotPushable,
         "This order is cancelled and was never pushed to KiotViet FnB, so there is nothing to do; it will not be sent later either.",
     )
     .with_details(json!({"status": "cancelled"})))
@@ -148,16 +147,17 @@ async fn record_cancel(
     shop: &str,
     order: &AbahaOrder,
     p: &Pushed,
-) -> Result<OrderPushed, ApiError> {
-    let action = json!({
-        "kind": "cancel_order_in_kiotviet",
-        "kiotviet_id": p.kiotviet_order_id,
-        "abaha_id": order.id,
-        "message": format!(
+) -> Result<OrderPushed, EngineError> {
+    let action = ManualAction::new(
+        ManualActionKind::CancelOrderInKiotviet,
+        Some(p.kiotviet_order_id),
+        Some(order.id.clone()),
+        format!(
             "Abaha order {} was cancelled after it reached KiotViet FnB. KiotViet FnB cannot be told by the API: cancel order {} by hand in KiotViet FnB.",
-            order.code.as_deref().unwrap_or(&order.id), p.kiotviet_order_code
+            order.code.as_deref().unwrap_or(&order.id),
+            p.kiotviet_order_code
         ),
-    });
+    );
     record_cancel_action(svc, shop, order, action).await
 }
 
@@ -166,8 +166,8 @@ async fn record_cancel_action(
     svc: &Service,
     shop: &str,
     order: &AbahaOrder,
-    action: Value,
-) -> Result<OrderPushed, ApiError> {
+    action: ManualAction,
+) -> Result<OrderPushed, EngineError> {
     let cancel_key = format!("cancel#{}", order.id);
     let holder = uuid::Uuid::new_v4().to_string();
     let now = svc.now();
@@ -178,20 +178,29 @@ async fn record_cancel_action(
     {
         // Already recorded: the same answer, and no second line in the report.
         Claim::Completed(action) => {
-            return Ok(OrderPushed::CancelRecorded(
-                json!({"manual_action": action}),
-            ));
+            return Ok(OrderPushed::CancelRecorded(CancelAnswer {
+                manual_action: action,
+            }));
         }
         Claim::InProgress { until } => return Err(in_progress(until, now)),
         Claim::Claimed { .. } => {}
     }
-    let recorded = match record_manual_action(svc, shop, &action).await {
+    let answer = serde_json::to_value(&action).unwrap_or(Value::Null);
+    let recorded = match crate::runs::record_manual_actions(
+        svc,
+        shop,
+        Trigger::Push,
+        std::slice::from_ref(&action),
+    )
+    .await
+    .map_err(EngineError::from)
+    {
         Ok(()) => svc
             .store
-            .complete(shop, &cancel_key, &holder, &action)
+            .complete(shop, &cancel_key, &holder, &answer)
             .await
             .map(|_| ())
-            .map_err(ApiError::from),
+            .map_err(EngineError::from),
         Err(e) => Err(e),
     };
     if let Err(e) = recorded {
@@ -200,30 +209,7 @@ async fn record_cancel_action(
         }
         return Err(e);
     }
-    Ok(OrderPushed::CancelRecorded(
-        json!({"manual_action": action}),
-    ))
-}
-
-/// Manual actions outside a sync run go to the shop's latest run report, where the owner reads them.
-async fn record_manual_action(svc: &Service, shop: &str, action: &Value) -> Result<(), ApiError> {
-    let run_id = match svc.store.latest_run(shop).await? {
-        Some(r) => r.get("run_id").and_then(Value::as_str).map(str::to_string),
-        None => None,
-    };
-    let run_id = match run_id {
-        Some(id) => id,
-        None => {
-            let now = svc.now();
-            let id = format!("actions-{}", now.format("%Y%m%dT%H%M%S%3fZ"));
-            let initial = json!({"run_id": id, "state": "succeeded", "trigger": "push", "full": false,
-                "started_at": now.to_rfc3339(), "finished_at": now.to_rfc3339(), "entities": {}, "manual_actions": [], "errors": []});
-            svc.store.create_run(shop, &id, &initial).await?;
-            id
-        }
-    };
-    svc.store
-        .append_manual_actions(shop, &run_id, std::slice::from_ref(action))
-        .await?;
-    Ok(())
+    Ok(OrderPushed::CancelRecorded(CancelAnswer {
+        manual_action: answer,
+    }))
 }

@@ -11,11 +11,11 @@
 
 mod cancel;
 pub mod links;
+mod lookup;
+mod outcome;
 pub mod plan;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Duration as ChronoDuration, Utc};
-use kiotviet::{KiotVietClient, KvError};
+use chrono::{DateTime, Utc};
 use mapping::api::AbahaOrder;
 use mapping::hash::content_hash;
 use mapping::orders::{OrderStatus, PushContext};
@@ -27,53 +27,17 @@ use store::{Claim, Connection, IdKind};
 pub use links::order_code_key;
 use plan::{Landed, check_order, claim_until, idempotency_key, reference};
 
-use crate::api::{ApiResponse, parse_body};
-use crate::error::ApiError;
-use crate::push::customers::{self, kv_error};
+use crate::error::{EngineError, ErrorCode};
+use crate::push::customers::kv_error;
 use crate::service::Service;
+pub use crate::service::{PushObserver, PushStep};
 
-/// The steps of a push between which a process can die; a [`PushObserver`] hears each one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PushStep {
-    /// The claim is ours.
-    Claimed,
-    /// The attempt (our reference) is recorded; `POST /orders` is next.
-    AttemptRecorded,
-    /// KiotViet answered the POST with the order (or an earlier attempt's order was found).
-    Created,
-    /// The links for the invoice pull are written.
-    Linked,
-    /// The record is completed: repeats replay from now on.
-    Completed,
-}
-
-/// Hears every step of every order push. The service has none; the model-checking test uses
-/// one to pause pushes (interleavings) and to end them where they stand (crashes).
-#[async_trait]
-pub trait PushObserver: Send + Sync {
-    async fn at(&self, order_id: &str, step: PushStep);
-}
-
-/// What the completed record of an order says.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(untagged)]
-enum Record {
-    Pushed(Pushed),
-    /// Cancelled before it was ever pushed (R-ORD-2): a late approval is never sent.
-    Cancelled {
-        cancelled_before_push: bool,
-    },
-}
-
-/// What a push answered, kept for replays.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Pushed {
-    kiotviet_order_id: i64,
-    kiotviet_order_code: String,
-    expected_delivery: Option<String>,
-    /// Hash of the Abaha order as pushed, to tell a repeat from an edit (R-ORD-7).
-    content: String,
-}
+use lookup::{find_order, mapped_lines, order_customer};
+pub use outcome::{CancelAnswer, OrderAnswer, OrderPushed};
+use outcome::{
+    Pushed, Record, answer, from_invoice, in_progress, lookup_failed, order_content, read_record,
+    replay,
+};
 
 /// Recorded before KiotViet is called; found again only if that attempt did not finish.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,69 +58,39 @@ struct Found {
     expected_delivery: Option<String>,
 }
 
-/// How a push ended, before it becomes an HTTP answer.
-#[derive(Debug)]
-pub enum OrderPushed {
-    /// 201: created in KiotViet now, or found there after an interrupted attempt.
-    Created(Value),
-    /// 200: pushed before; the same answer (R-ORD-5), maybe noting an edit (R-ORD-7).
-    Replayed(Value),
-    /// 200: the order came from a KiotViet invoice (the invoice pull made it); nothing is sent.
-    FromInvoice(Value),
-    /// 202: a cancel after the push, listed as a manual action (R-ORD-2).
-    CancelRecorded(Value),
-}
-
-impl From<OrderPushed> for ApiResponse {
-    fn from(p: OrderPushed) -> Self {
-        match p {
-            OrderPushed::Created(body) => ApiResponse::json(201, body),
-            OrderPushed::Replayed(body) | OrderPushed::FromInvoice(body) => {
-                ApiResponse::json(200, body)
-            }
-            OrderPushed::CancelRecorded(body) => ApiResponse::json(202, body),
-        }
-    }
-}
-
-/// `POST /v1/shops/{shop}/orders`.
+/// `POST /v1/shops/{shop}/orders`: checks the order (R-ORD-1, R-ORD-6), then pushes, cancels or
+/// refuses it.
 pub async fn push_from_api(
     svc: &Service,
     shop: &str,
-    body: &[u8],
+    order: AbahaOrder,
     deadline: Deadline,
-) -> Result<ApiResponse, ApiError> {
-    let order: AbahaOrder = parse_body(body)?;
+) -> Result<OrderPushed, EngineError> {
     let status = OrderStatus::parse(&order.status).map_err(|e| {
-        ApiError::validation(format!(
+        EngineError::validation(format!(
             "Unknown order status: {e}. Use one of cart, placed, approved, packed, shipped, completed, closed, cancelled (or Abaha's numeric codes)."
         ))
         .with_details(json!({"field": "status"}))
     })?;
     let order = check_order(order, status).map_err(|e| {
-        ApiError::validation(e.message.clone()).with_details(json!({"field": e.field}))
+        EngineError::validation(e.message.clone()).with_details(json!({"field": e.field}))
     })?;
     let conn = svc
         .store
         .get_connection(shop)
         .await?
-        .ok_or_else(|| ApiError::unknown_shop(shop))?;
+        .ok_or_else(|| EngineError::unknown_shop(shop))?;
     if !conn.sync.orders {
-        return Err(ApiError::new(
-            422,
-            "orders_sync_disabled",
+        return Err(EngineError::new(
+            ErrorCode::OrdersSyncDisabled,
             "Order sync is switched off for this shop; switch it on in the connection to push orders to KiotViet FnB.",
         ));
     }
     if status == OrderStatus::Cancelled {
-        return cancel::cancel(svc, &conn, &order, deadline)
-            .await
-            .map(Into::into);
+        return cancel::cancel(svc, &conn, &order, deadline).await;
     }
     if !status.is_pushable() {
-        return Err(ApiError::new(
-            422,
-            "status_not_pushable",
+        return Err(EngineError::new(ErrorCode::StatusNotPushable,
             format!(
                 "Orders are pushed to KiotViet FnB once placed (placed, approved, packed, shipped or completed); this order is '{}'. Nothing was created.",
                 status.as_str()
@@ -164,7 +98,7 @@ pub async fn push_from_api(
         )
         .with_details(json!({"status": status.as_str()})));
     }
-    push(svc, &conn, &order, deadline).await.map(Into::into)
+    push(svc, &conn, &order, deadline).await
 }
 
 /// One claim of one push: the key, the holder token, and until when it holds.
@@ -229,7 +163,7 @@ pub async fn push(
     conn: &Connection,
     order: &AbahaOrder,
     deadline: Deadline,
-) -> Result<OrderPushed, ApiError> {
+) -> Result<OrderPushed, EngineError> {
     let shop = conn.shop_id.as_str();
     let content = content_hash(&order_content(order));
     let now = svc.now();
@@ -251,9 +185,9 @@ pub async fn push(
     }
 }
 
-type Failed = (ApiError, Then);
+type Failed = (EngineError, Then);
 
-fn keep_attempt<E: Into<ApiError>>(e: E) -> Failed {
+fn keep_attempt<E: Into<EngineError>>(e: E) -> Failed {
     (
         e.into(),
         Then::Release {
@@ -333,7 +267,7 @@ async fn push_claimed(
         .time_left()
         .is_some_and(|left| left < plan::MIN_POST_TIME)
     {
-        return Err(keep_attempt(ApiError::kiotviet_unavailable()));
+        return Err(keep_attempt(EngineError::kiotviet_unavailable()));
     }
     let record = json!(Attempt {
         reference: reference.clone(),
@@ -399,9 +333,7 @@ async fn push_claimed(
                 tracing::warn!(shop, order = %order.id, error = %e, "order POST may have reached KiotViet");
                 let wait = plan::seconds_until(held.until, svc.now());
                 Err((
-                    ApiError::new(
-                        502,
-                        "kiotviet_unavailable",
+                    EngineError::new(ErrorCode::KiotvietUnavailable,
                         format!(
                             "KiotViet FnB did not confirm this order in time; it may have been created there. Retry in {wait} seconds: the push then checks KiotViet FnB for it before creating anything, so the order is never made twice."
                         ),
@@ -413,122 +345,6 @@ async fn push_claimed(
             }
         },
     }
-}
-
-/// R-ORD-6: every line must map to a KiotViet product, or nothing is created.
-async fn mapped_lines(svc: &Service, shop: &str, order: &AbahaOrder) -> Result<Vec<i64>, ApiError> {
-    let mut product_ids = Vec::with_capacity(order.lines.len());
-    let mut unmapped = Vec::new();
-    for (i, line) in order.lines.iter().enumerate() {
-        match svc
-            .store
-            .kiotviet_for_abaha(shop, IdKind::Product, &line.product_id)
-            .await?
-        {
-            Some(id) => product_ids.push(id),
-            None => unmapped.push(json!({"index": i, "product_id": line.product_id})),
-        }
-    }
-    if unmapped.is_empty() {
-        return Ok(product_ids);
-    }
-    Err(ApiError::new(
-        422,
-        "unmapped_lines",
-        format!(
-            "{} line(s) name products that do not come from KiotViet FnB (or are not synced yet). Sync products first, or replace those products. Nothing was created.",
-            unmapped.len()
-        ),
-    )
-    .with_details(json!({"lines": unmapped})))
-}
-
-/// R-CUS-2: the order's customer, by the ID map, then by phone, created only if absent.
-/// A guest without an Abaha id is matched by phone and linked under that phone.
-async fn order_customer(
-    svc: &Service,
-    conn: &Connection,
-    kv: &KiotVietClient,
-    order: &AbahaOrder,
-) -> Result<Option<i64>, ApiError> {
-    let Some(c) = &order.customer else {
-        return Ok(None);
-    };
-    let Some(phone) = c.phone.as_deref().filter(|p| !p.trim().is_empty()) else {
-        return Ok(None);
-    };
-    let abaha_id =
-        c.id.clone()
-            .filter(|id| !id.trim().is_empty())
-            .unwrap_or_else(|| format!("phone:{}", mapping::customers::normalize_phone(phone)));
-    let abaha_customer = mapping::api::AbahaCustomer {
-        id: abaha_id,
-        name: c.name.clone(),
-        phone: c.phone.clone(),
-        email: c.email.clone(),
-        address: None,
-        gender: None,
-        birth_date: None,
-    };
-    Ok(Some(
-        customers::resolve(svc, conn, kv, &abaha_customer)
-            .await?
-            .kiotviet_id(),
-    ))
-}
-
-/// The KiotViet order an earlier, unfinished attempt created, if any: the one it recorded, else
-/// the one KiotViet lists with its reference. A list that shows no delivery blocks at all cannot
-/// tell, and is an error rather than "not there" (that would create the order again).
-async fn find_order(
-    kv: &KiotVietClient,
-    branch_id: i64,
-    prev: &Attempt,
-) -> Result<Option<Found>, KvError> {
-    if let Some(created) = &prev.created {
-        return Ok(Some(created.clone()));
-    }
-    // KiotViet stamps orders with its own clock: look a little further back than we started.
-    let since = prev.started_at - ChronoDuration::minutes(5);
-    // Orders created well after the attempt cannot be its own (it was cut at its deadline).
-    let until = prev.started_at + ChronoDuration::hours(1);
-    let orders = kv.recent_orders(since, Some(until), branch_id).await?;
-    if !orders.is_empty() && orders.iter().all(|o| links::delivery_code(o).is_none()) {
-        return Err(KvError::Decode {
-            path: "/orders".into(),
-            message: "the orders list shows no delivery block, so our reference cannot be seen"
-                .into(),
-        });
-    }
-    let Some(found) = orders
-        .iter()
-        .find(|o| links::has_reference(o, &prev.reference))
-    else {
-        return Ok(None);
-    };
-    let (Some(id), Some(code)) = (
-        found.get("id").and_then(Value::as_i64),
-        found.get("code").and_then(Value::as_str),
-    ) else {
-        return Err(KvError::Decode {
-            path: "/orders".into(),
-            message: "an order with our reference has no id or code".into(),
-        });
-    };
-    tracing::info!(
-        kiotviet_order_id = id,
-        "found the KiotViet order an interrupted push created"
-    );
-    let expected_delivery = found
-        .pointer("/orderDelivery/expectedDelivery")
-        .and_then(Value::as_str)
-        .and_then(|s| mapping::time::parse_kv_datetime(s).ok())
-        .map(|d| d.to_rfc3339());
-    Ok(Some(Found {
-        id,
-        code: code.to_string(),
-        expected_delivery,
-    }))
 }
 
 /// Records a KiotViet order as this Abaha order's push: links for the invoice pull, then the
@@ -560,9 +376,7 @@ async fn finish(
         tracing::error!(shop, order = %order.id, error = %e, "order is in KiotViet but could not be recorded");
         let wait = plan::seconds_until(held.until, svc.now());
         (
-            ApiError::new(
-                503,
-                "service_unavailable",
+            EngineError::new(ErrorCode::ServiceUnavailable,
                 format!(
                     "KiotViet FnB has this order as {} but our storage could not record it. Retry in {wait} seconds: the push then confirms that same order and creates nothing new.",
                     pushed.kiotviet_order_code
@@ -592,95 +406,4 @@ async fn finish(
     svc.observe_push(&order.id, PushStep::Completed).await;
     tracing::info!(shop, order = %order.id, kiotviet_order_id = pushed.kiotviet_order_id, code = %pushed.kiotviet_order_code, "order pushed");
     Ok(pushed)
-}
-
-fn answer(p: &Pushed, replayed: bool) -> Value {
-    json!({
-        "kiotviet_order_id": p.kiotviet_order_id,
-        "kiotviet_order_code": p.kiotviet_order_code,
-        "expected_delivery": p.expected_delivery,
-        "replayed": replayed,
-    })
-}
-
-fn from_invoice(order: &AbahaOrder, invoice_id: i64) -> OrderPushed {
-    OrderPushed::FromInvoice(json!({
-        "kiotviet_order_id": null,
-        "kiotviet_order_code": null,
-        "expected_delivery": null,
-        "replayed": true,
-        "kiotviet_invoice_id": invoice_id,
-        "message": format!(
-            "Abaha order {} was made by this service from KiotViet FnB invoice {invoice_id}: the sale is already in KiotViet FnB, so nothing was sent.",
-            order.id
-        ),
-    }))
-}
-
-/// An interrupted attempt could not be looked for: nothing new is created, and the owner is told
-/// what to check when KiotViet cannot list orders at all (`GET /orders` is unconfirmed on FnB).
-fn lookup_failed(e: &KvError, reference: &str) -> ApiError {
-    let message = match e {
-        KvError::NotFound { .. } => format!(
-            "An earlier push of this order was interrupted, and this KiotViet FnB shop does not let us list its orders to see whether it arrived. Nothing new was created: look in KiotViet FnB for an order whose delivery code is {reference} before creating it by hand."
-        ),
-        _ => "An earlier push of this order was interrupted and KiotViet FnB could not be asked whether it arrived. Nothing new was created; try again in a few minutes.".to_string(),
-    };
-    ApiError::new(502, "kiotviet_unavailable", message)
-        .with_retry_after(30)
-        .with_details(json!({"reference": reference}))
-}
-
-fn in_progress(until: DateTime<Utc>, now: DateTime<Utc>) -> ApiError {
-    let secs = plan::seconds_until(until, now);
-    ApiError::new(
-        409,
-        "push_in_progress",
-        format!(
-            "This order is being pushed right now, or an attempt KiotViet FnB has not confirmed may still arrive there. Try again in {secs} seconds; it will not be created twice."
-        ),
-    )
-    .with_retry_after(secs)
-}
-
-fn read_record(stored: Value) -> Result<Record, ApiError> {
-    serde_json::from_value(stored).map_err(|e| {
-        tracing::error!(error = %e, "a completed push record cannot be read");
-        ApiError::internal()
-    })
-}
-
-fn cancelled_before_push() -> ApiError {
-    ApiError::new(
-        422,
-        "status_not_pushable",
-        "This order was cancelled before it was ever pushed to KiotViet FnB, so it is never sent. Create a new order in Abaha if the sale should happen.",
-    )
-    .with_details(json!({"status": "cancelled"}))
-}
-
-/// R-ORD-5 replay; R-ORD-7: an edited order is not pushed again, and the answer says why.
-fn replay(stored: Value, content: &str) -> Result<OrderPushed, ApiError> {
-    let p = match read_record(stored)? {
-        Record::Pushed(p) => p,
-        Record::Cancelled { .. } => return Err(cancelled_before_push()),
-    };
-    let mut body = answer(&p, true);
-    if p.content != content {
-        body["edited_after_push"] = json!(true);
-        body["message"] = json!(format!(
-            "This order was already pushed as {}. Edits are made in KiotViet FnB and come back to Abaha with the invoice; nothing was sent.",
-            p.kiotviet_order_code
-        ));
-    }
-    Ok(OrderPushed::Replayed(body))
-}
-
-/// What counts as "the same order" for R-ORD-7: lines, fees, total, delivery, note, customer.
-fn order_content(order: &AbahaOrder) -> Value {
-    json!({
-        "lines": order.lines, "shipping_fee": order.shipping_fee, "discount": order.discount,
-        "total": order.total, "delivery_time": order.delivery_time, "note": order.note,
-        "customer": order.customer, "shipping_address": order.shipping_address,
-    })
 }
