@@ -23,6 +23,7 @@ async fn main() {
                 opts.size = size;
             }
             opts.in_memory = std::env::var("BENCH_STORE").is_ok_and(|s| s == "memory");
+            opts.meter = !std::env::var("BENCH_METER").is_ok_and(|s| s == "0");
             local_stack::bench::run(opts).await
         }
         "bench-idle" => {
