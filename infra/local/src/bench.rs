@@ -22,7 +22,8 @@ pub struct BenchOptions {
     /// DynamoDB/SQS/KMS in memory (the engine's own cost) instead of moto.
     pub in_memory: bool,
     /// Count what the runs ask of AWS on the wire ([`crate::metering::MeterMode::Wire`]) and
-    /// print their cost (on moto only; `BENCH_METER=0` turns it off, to compare the wall time).
+    /// print their cost (on moto only). `make bench` runs a timed pass without it, then a
+    /// metered one (`BENCH_METER=0`: the timed pass only; `only`: the metered pass only).
     pub meter: bool,
 }
 
@@ -133,7 +134,7 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
             )
         },
         if meter {
-            ", AWS requests counted on the wire"
+            " — metered pass: AWS requests counted on the wire (its wall time includes the meter)"
         } else {
             ""
         }
@@ -298,6 +299,33 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
     Ok(())
 }
 
+/// The stand-in's answer time by operation: requests, summed seconds, mean milliseconds (SQS
+/// receives are long polls: their time is waiting, not work).
+fn answer_times(p: &Phase) -> String {
+    let calls = |op: &str| -> u64 {
+        let (service, name) = op.split_once(' ').unwrap_or(("", op));
+        match service {
+            "dynamodb" => p.aws.dynamo_calls.get(name).copied().unwrap_or(0),
+            "sqs" => p.aws.sqs_calls.get(name).copied().unwrap_or(0),
+            "kms" => p.aws.kms_calls.get(name).copied().unwrap_or(0),
+            _ => 0,
+        }
+    };
+    p.aws
+        .upstream_time
+        .iter()
+        .map(|(op, t)| {
+            let n = calls(op).max(1);
+            format!(
+                "{op} {n} × {:.1} ms = {:.1} s",
+                t.as_secs_f64() * 1000.0 / n as f64,
+                t.as_secs_f64()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Lets trailing requests of a run (the pollers settling their messages) reach the meter.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -423,6 +451,7 @@ fn print_cost(full: &Phase, incr: &Phase, prices: &Prices) {
     for (name, p) in [("full", full), ("incremental", incr)] {
         println!("{name}: writes: {}", by_kind(&p.aws.writes_by_kind));
         println!("{name}: invocations: {}", p.invocation_list());
+        println!("{name}: the stand-in's answer time: {}", answer_times(p));
     }
     let (cf, ci) = (prices.cost(full), prices.cost(incr));
     println!(

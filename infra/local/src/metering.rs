@@ -56,6 +56,9 @@ pub struct AwsCounts {
     /// [`MeterMode::Wire`]: single-item updates and deletes costed from the request alone (the
     /// item before them was not seen): their units are a lower bound.
     pub writes_sized_from_request: u64,
+    /// Time the stand-in took to answer (request sent to answer read), summed by
+    /// `service operation`: what of a run's wall time is the stand-in's.
+    pub upstream_time: BTreeMap<String, Duration>,
 }
 
 impl AwsCounts {
@@ -210,6 +213,7 @@ async fn forward(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             upstream = upstream.header(name, value);
         }
     }
+    let sent = std::time::Instant::now();
     let answer = match upstream.send().await {
         Ok(a) => a,
         Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
@@ -217,6 +221,7 @@ async fn forward(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let status = answer.status();
     let headers = answer.headers().clone();
     let answer_body: Bytes = answer.bytes().await.unwrap_or_default();
+    let took = sent.elapsed();
     let after = if single_write && op == "UpdateItem" {
         side_get(&sh, &parts.headers, &request).await
     } else {
@@ -226,6 +231,9 @@ async fn forward(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let response: Value = serde_json::from_slice(&answer_body).unwrap_or(Value::Null);
     {
         let mut c = sh.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *c.upstream_time
+            .entry(format!("{service} {op}"))
+            .or_default() += took;
         count(
             &mut c, sh.mode, &service, &op, &request, &response, before, after,
         );
