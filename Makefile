@@ -29,8 +29,8 @@ bench: ## Sync benchmark: large café, 100 ms KiotViet / 30 ms Abaha latency, AW
 	cargo build --profile perf -p local-stack -p sandbox --bins
 	target/perf/local-stack bench
 
-bench-idle: ## Cost of an idle 15-minute tick (small café): DynamoDB/KMS/SQS/token/invocations counted on the wire, $ per shop-month
-	infra/bootstrap.sh stack
+bench-idle: ## Cost of an idle 15-minute tick (small café): DynamoDB/KMS/SQS/token/invocations counted on the wire, $ per shop-month (BENCH_MOTO=stock)
+	infra/bootstrap.sh $$( [ "$${BENCH_MOTO:-}" = stock ] && echo stock || echo stack )
 	cargo build -p local-stack --bins
 	target/debug/local-stack bench-idle
 
