@@ -24,13 +24,13 @@ lambda-build: bootstrap ## Build every Lambda for arm64 with cargo-lambda (targe
 clean-local: ## Remove local state (venvs stay)
 	rm -rf .local
 
-bench: ## Sync benchmark: large café, 100 ms KiotViet / 30 ms Abaha latency (BENCH_STORE=memory|moto, BENCH_SIZE)
-	infra/bootstrap.sh stack
+bench: ## Sync benchmark: large café, 100 ms KiotViet / 30 ms Abaha latency, AWS cost counted (BENCH_STORE=memory|moto, BENCH_MOTO=stock, BENCH_METER=0, BENCH_SIZE)
+	infra/bootstrap.sh $$( [ "$${BENCH_MOTO:-}" = stock ] && echo stock || echo stack )
 	cargo build --profile perf -p local-stack -p sandbox --bins
 	target/perf/local-stack bench
 
-bench-idle: ## Cost of an idle 15-minute tick (small café): DynamoDB/KMS/SQS/token/invocations counted on the wire, $ per shop-month
-	infra/bootstrap.sh stack
+bench-idle: ## Cost of an idle 15-minute tick (small café): DynamoDB/KMS/SQS/token/invocations counted on the wire, $ per shop-month (BENCH_MOTO=stock)
+	infra/bootstrap.sh $$( [ "$${BENCH_MOTO:-}" = stock ] && echo stock || echo stack )
 	cargo build -p local-stack --bins
 	target/debug/local-stack bench-idle
 

@@ -4,6 +4,7 @@
 #   infra/bootstrap.sh            # stack venv (moto) + tools venv (cfn-lint, cargo-lambda)
 #   infra/bootstrap.sh stack      # only what the local stack needs
 #   infra/bootstrap.sh fuzz       # the stack venv + schemathesis (infra/fuzz.sh)
+#   infra/bootstrap.sh stock      # the stack venv + stock moto_server (BENCH_MOTO=stock make bench)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 what="${1:-all}"
@@ -23,6 +24,9 @@ venv() { # name requirements-file
 venv stack "$root/infra/python/requirements-stack.txt"
 if [ "$what" = "all" ]; then
   venv tools "$root/infra/python/requirements-tools.txt"
+fi
+if [ "$what" = "stock" ]; then
+  venv stock "$root/infra/python/requirements-stock.txt"
 fi
 if [ "$what" = "all" ] || [ "$what" = "fuzz" ]; then
   venv fuzz "$root/infra/python/requirements-fuzz.txt"

@@ -7,7 +7,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use store::RunStore;
 
+use crate::bench_idle::{LAMBDA_GB, Phase, Prices, TICKS_PER_MONTH, by_kind};
+use crate::metering::MeterMode;
 use crate::{Stack, StackOptions, workspace_root};
 
 /// What to measure.
@@ -18,6 +21,10 @@ pub struct BenchOptions {
     pub abaha_latency_ms: u64,
     /// DynamoDB/SQS/KMS in memory (the engine's own cost) instead of moto.
     pub in_memory: bool,
+    /// Count what the runs ask of AWS on the wire ([`crate::metering::MeterMode::Wire`]) and
+    /// print their cost (on moto only). `make bench` runs a timed pass without it, then a
+    /// metered one (`BENCH_METER=0`: the timed pass only; `only`: the metered pass only).
+    pub meter: bool,
 }
 
 impl Default for BenchOptions {
@@ -27,6 +34,7 @@ impl Default for BenchOptions {
             kiotviet_latency_ms: 100,
             abaha_latency_ms: 30,
             in_memory: false,
+            meter: true,
         }
     }
 }
@@ -110,15 +118,25 @@ pub fn peak_rss_mib() -> Option<f64> {
 /// Runs the benchmark and prints its figures.
 pub async fn run(opts: BenchOptions) -> Result<(), String> {
     let abaha_token = "bench-abaha-token";
+    let meter = opts.meter && !opts.in_memory;
+    let prices = Prices::load()?;
     println!(
-        "== sync benchmark: {} café, KiotViet latency {} ms, Abaha latency {} ms, store: {} ==",
+        "== sync benchmark: {} café, KiotViet latency {} ms, Abaha latency {} ms, store: {}{} ==",
         opts.size,
         opts.kiotviet_latency_ms,
         opts.abaha_latency_ms,
         if opts.in_memory {
-            "in memory"
+            "in memory".to_string()
         } else {
-            "moto (DynamoDB/SQS/KMS stand-in)"
+            format!(
+                "moto (DynamoDB/SQS/KMS stand-in) via {}",
+                crate::moto_name()
+            )
+        },
+        if meter {
+            " — metered pass: AWS requests counted on the wire (its wall time includes the meter)"
+        } else {
+            ""
         }
     );
     let sandboxes = start_sandboxes(&opts.size, abaha_token).await?;
@@ -149,6 +167,8 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
         in_memory: opts.in_memory,
         // The sandbox process delivers KiotViet webhooks to this stack (change-to-Abaha latency).
         webhooks: true,
+        meter_aws: meter,
+        meter_mode: MeterMode::Wire,
         ..StackOptions::default()
     })
     .await
@@ -170,12 +190,43 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
     let concurrency = stack.service.settings.kiotviet_concurrency.max(1) as f64;
 
     let (poll, limit) = (Duration::from_millis(50), Duration::from_secs(1800));
-    let full = api
-        .sync_and_wait(shop, true, poll, limit, |_, _, _| {})
-        .await?;
-    let incremental = api
-        .sync_and_wait(shop, false, poll, limit, |_, _, _| {})
-        .await?;
+    let mut phases = Vec::new();
+    let (full, incremental) = if meter {
+        // Watched through a store on the stand-in itself, so watching is not counted.
+        let observer = {
+            let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .endpoint_url(&stack.aws_upstream)
+                .load()
+                .await;
+            store::DynamoStore::from_conf(&aws, stack.service.settings.table_name.clone())
+        };
+        let mut tokens = kiotviet_tokens(&http, &sandboxes.kiotviet).await?;
+        settle().await;
+        if let Some(m) = &stack.aws_meter {
+            let _ = m.take();
+        }
+        let _ = stack.invocations.take();
+        let mut runs = Vec::new();
+        for full in [true, false] {
+            let run = sync_observed(&api, &observer, shop, full, poll, limit).await?;
+            settle().await;
+            let now = kiotviet_tokens(&http, &sandboxes.kiotviet).await?;
+            phases.push(phase_of(&stack, &run.1, now - tokens));
+            tokens = now;
+            runs.push(run);
+        }
+        let incremental = runs.pop().ok_or("no incremental run")?;
+        let full = runs.pop().ok_or("no full run")?;
+        (full, incremental)
+    } else {
+        let full = api
+            .sync_and_wait(shop, true, poll, limit, |_, _, _| {})
+            .await?;
+        let incremental = api
+            .sync_and_wait(shop, false, poll, limit, |_, _, _| {})
+            .await?;
+        (full, incremental)
+    };
     let change = change_latency(&http, &sandboxes, shop, 5).await?;
     let latency = opts.kiotviet_latency_ms as f64 / 1000.0;
 
@@ -240,9 +291,199 @@ pub async fn run(opts: BenchOptions) -> Result<(), String> {
         change.last().map_or(0, |d| d.as_millis()),
         change.len()
     );
+    if let [f, i] = phases.as_slice() {
+        print_cost(f, i, &prices);
+    }
     stack.stop().await;
     drop(sandboxes);
     Ok(())
+}
+
+/// The stand-in's answer time by operation: requests, summed seconds, mean milliseconds (SQS
+/// receives are long polls: their time is waiting, not work).
+fn answer_times(p: &Phase) -> String {
+    let calls = |op: &str| -> u64 {
+        let (service, name) = op.split_once(' ').unwrap_or(("", op));
+        match service {
+            "dynamodb" => p.aws.dynamo_calls.get(name).copied().unwrap_or(0),
+            "sqs" => p.aws.sqs_calls.get(name).copied().unwrap_or(0),
+            "kms" => p.aws.kms_calls.get(name).copied().unwrap_or(0),
+            _ => 0,
+        }
+    };
+    p.aws
+        .upstream_time
+        .iter()
+        .map(|(op, t)| {
+            let n = calls(op).max(1);
+            format!(
+                "{op} {n} × {:.1} ms = {:.1} s",
+                t.as_secs_f64() * 1000.0 / n as f64,
+                t.as_secs_f64()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Lets trailing requests of a run (the pollers settling their messages) reach the meter.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+/// Tokens the KiotViet sandbox process has issued so far.
+async fn kiotviet_tokens(http: &reqwest::Client, kiotviet: &str) -> Result<u64, String> {
+    let stats = get_json(http, &format!("{kiotviet}/_sandbox/stats")).await?;
+    Ok(stats["tokens_issued"].as_u64().unwrap_or(0))
+}
+
+/// What the metered stack counted since the last take.
+fn phase_of(stack: &Stack, report: &Value, tokens: u64) -> Phase {
+    Phase {
+        aws: stack
+            .aws_meter
+            .as_ref()
+            .map(|m| m.take())
+            .unwrap_or_default(),
+        tokens,
+        invocations: stack.invocations.take(),
+        state: report["state"].as_str().unwrap_or("?").to_string(),
+        read: Figures::of(report).read,
+    }
+}
+
+/// The Sync button, then the run watched in the store (uncounted) until it ends: (wall time,
+/// report).
+async fn sync_observed(
+    api: &crate::DemoApi,
+    observer: &store::DynamoStore,
+    shop: &str,
+    full: bool,
+    poll: Duration,
+    limit: Duration,
+) -> Result<(Duration, Value), String> {
+    let started = Instant::now();
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/shops/{shop}/sync"),
+            Some(json!({"full": full})),
+        )
+        .await?;
+    if status != 202 {
+        return Err(format!("sync refused ({status}): {body}"));
+    }
+    let run_id = body["run_id"].as_str().unwrap_or_default().to_string();
+    loop {
+        if let Some(report) = observer
+            .get_run(shop, &run_id)
+            .await
+            .map_err(|e| format!("reading the run: {e}"))?
+            && matches!(
+                report["state"].as_str(),
+                Some("succeeded" | "partial" | "failed")
+            )
+        {
+            return Ok((started.elapsed(), report));
+        }
+        if started.elapsed() > limit {
+            return Err(format!("run {run_id} did not end within {limit:?}"));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// What the full and the incremental run asked of AWS and KiotViet's identity server, and
+/// what that costs a shop a month at a 15-minute schedule.
+fn print_cost(full: &Phase, incr: &Phase, prices: &Prices) {
+    println!();
+    println!("cost, counted on the wire (metering.rs, wire mode)        full  incremental");
+    let row = |name: &str, f: String, i: String| println!("{name:<50} {f:>12} {i:>12}");
+    let both = |g: &dyn Fn(&Phase) -> String| (g(full), g(incr));
+    let rows: Vec<(&str, (String, String))> = vec![
+        ("records read", both(&|p| p.read.to_string())),
+        (
+            "DynamoDB items written",
+            both(&|p| p.aws.items_written.to_string()),
+        ),
+        (
+            "  write request units",
+            both(&|p| format!("{:.0}", p.aws.write_units)),
+        ),
+        (
+            "  of them sized from the request (lower bound)",
+            both(&|p| p.aws.writes_sized_from_request.to_string()),
+        ),
+        (
+            "  items written per record read",
+            both(&|p| format!("{:.2}", p.aws.items_written as f64 / p.read.max(1) as f64)),
+        ),
+        (
+            "DynamoDB items read",
+            both(&|p| p.aws.items_read.to_string()),
+        ),
+        (
+            "  read request units",
+            both(&|p| format!("{:.1}", p.aws.read_units)),
+        ),
+        (
+            "DynamoDB requests",
+            both(&|p| p.aws.dynamo_total().to_string()),
+        ),
+        ("KMS requests", both(&|p| p.aws.kms_total().to_string())),
+        (
+            "SQS messages sent",
+            both(&|p| p.aws.sqs_messages_sent.to_string()),
+        ),
+        ("KiotViet token requests", both(&|p| p.tokens.to_string())),
+        (
+            "Lambda invocations",
+            both(&|p| p.invocation_count().to_string()),
+        ),
+        (
+            "Lambda busy time, local (s)",
+            both(&|p| format!("{:.1}", p.busy().as_secs_f64())),
+        ),
+    ];
+    for (name, (f, i)) in rows {
+        row(name, f, i);
+    }
+    for (name, p) in [("full", full), ("incremental", incr)] {
+        println!("{name}: writes: {}", by_kind(&p.aws.writes_by_kind));
+        println!("{name}: invocations: {}", p.invocation_list());
+        println!("{name}: the stand-in's answer time: {}", answer_times(p));
+    }
+    let (cf, ci) = (prices.cost(full), prices.cost(incr));
+    println!(
+        "at list prices ({}, infra/local/prices.json of {}), Lambda {} MB arm64 at this machine's busy time (an upper bound), SQS 3 requests per message",
+        prices.region,
+        prices.as_of,
+        (LAMBDA_GB * 1024.0) as u32
+    );
+    println!(
+        "{:<14} {:>11} {:>11} {:>11} {:>11} {:>11}",
+        "USD", "DynamoDB", "KMS", "SQS", "Lambda", "total"
+    );
+    for (name, c) in [("full sync", cf), ("incremental", ci)] {
+        println!(
+            "{:<14} {:>11.6} {:>11.6} {:>11.6} {:>11.6} {:>11.6}",
+            name,
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c.iter().sum::<f64>()
+        );
+    }
+    let month = ci.iter().sum::<f64>() * TICKS_PER_MONTH;
+    println!(
+        "per shop-month at a 15-minute schedule ({TICKS_PER_MONTH} runs like the incremental one): ${month:.2}; the full sync once: ${:.4}",
+        cf.iter().sum::<f64>()
+    );
+    println!(
+        "(the incremental run here is the Sync button's: one job per pull function and {} records re-read in the overlap; a scheduled idle tick is one job, see make bench-idle)",
+        incr.read
+    );
 }
 
 struct Figures {

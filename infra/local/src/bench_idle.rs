@@ -29,7 +29,7 @@ const PRICES: &str = include_str!("../prices.json");
 pub const TICKS_PER_MONTH: f64 = 4.0 * 24.0 * 30.0;
 
 /// Memory of the functions (template.yaml `Globals.Function.MemorySize`), in GB.
-const LAMBDA_GB: f64 = 0.25;
+pub(crate) const LAMBDA_GB: f64 = 0.25;
 
 /// What one phase (the full sync, an idle run) cost.
 #[derive(Debug, Clone, Default)]
@@ -42,15 +42,15 @@ pub struct Phase {
 }
 
 impl Phase {
-    fn invocation_count(&self) -> u64 {
+    pub(crate) fn invocation_count(&self) -> u64 {
         self.invocations.values().map(|(n, _)| n).sum()
     }
 
-    fn busy(&self) -> Duration {
+    pub(crate) fn busy(&self) -> Duration {
         self.invocations.values().map(|(_, d)| *d).sum()
     }
 
-    fn invocation_list(&self) -> String {
+    pub(crate) fn invocation_list(&self) -> String {
         self.invocations
             .iter()
             .map(|(f, (n, _))| format!("{f} {n}"))
@@ -59,15 +59,15 @@ impl Phase {
     }
 
     /// SQS requests a job costs: the send, the event-source mapping's receive and its delete.
-    fn sqs_requests(&self) -> u64 {
+    pub(crate) fn sqs_requests(&self) -> u64 {
         self.aws.sqs_messages_sent * 3
     }
 }
 
 /// Prices per unit, from the committed table.
-struct Prices {
-    as_of: String,
-    region: String,
+pub(crate) struct Prices {
+    pub(crate) as_of: String,
+    pub(crate) region: String,
     wru: f64,
     rru: f64,
     kms: f64,
@@ -77,7 +77,7 @@ struct Prices {
 }
 
 impl Prices {
-    fn load() -> Result<Prices, String> {
+    pub(crate) fn load() -> Result<Prices, String> {
         let v: Value =
             serde_json::from_str(PRICES).map_err(|e| format!("prices.json is not JSON: {e}"))?;
         let p = |k: &str| {
@@ -98,7 +98,7 @@ impl Prices {
     }
 
     /// (DynamoDB, KMS, SQS, Lambda) in USD for one phase.
-    fn cost(&self, ph: &Phase) -> [f64; 4] {
+    pub(crate) fn cost(&self, ph: &Phase) -> [f64; 4] {
         [
             ph.aws.write_units * self.wru + ph.aws.read_units * self.rru,
             ph.aws.kms_total() as f64 * self.kms,
@@ -121,13 +121,7 @@ pub async fn run() -> Result<(), String> {
     // last tick's run lease has then expired, as it has on AWS.
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let stack = crate::metered_stack("idle", kv, clock.clone()).await?;
-    let moto = if std::env::var("MOTO_SERVER_BIN").is_ok() {
-        "stock moto_server (MOTO_SERVER_BIN)"
-    } else if std::env::var("AWS_ENDPOINT_URL").is_ok() {
-        "the AWS endpoint given (AWS_ENDPOINT_URL)"
-    } else {
-        "our launcher (infra/python/moto_server.py)"
-    };
+    let moto = crate::moto_name();
     println!("== idle-tick benchmark: small café, store: moto via {moto}, counted on the wire ==");
     let meter = stack
         .aws_meter
@@ -342,6 +336,9 @@ fn print_table(full: &Phase, idle: &[Phase], prices: &Prices) {
             full.aws.items_written,
             full.read
         );
+        println!("  writes: {}", by_kind(&full.aws.writes_by_kind));
+        println!("  reads:  {}", by_kind(&full.aws.reads_by_kind));
+        println!("  requests: {:?}", full.aws.dynamo_calls);
     }
     for (i, p) in idle.iter().enumerate() {
         println!("idle run {}: invocations: {}", i + 1, p.invocation_list());
@@ -395,7 +392,7 @@ fn print_table(full: &Phase, idle: &[Phase], prices: &Prices) {
     );
 }
 
-fn by_kind(map: &BTreeMap<String, u64>) -> String {
+pub(crate) fn by_kind(map: &BTreeMap<String, u64>) -> String {
     if map.is_empty() {
         return "none".into();
     }

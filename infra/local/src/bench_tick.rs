@@ -97,7 +97,7 @@ pub async fn run(shops: usize) -> Result<(), String> {
     ));
 
     // The dispatcher: the same service, its store and queue behind a meter of their own.
-    let fan_meter = AwsMeter::start(&stack.aws_upstream)
+    let fan_meter = AwsMeter::start(&stack.aws_upstream, crate::metering::MeterMode::Exact)
         .await
         .map_err(|e| format!("could not start the fan-out meter: {e}"))?;
     let dispatcher = {

@@ -57,6 +57,8 @@ pub struct StackOptions {
     pub clock: Option<Arc<ManualClock>>,
     /// Put a counting proxy ([`metering::AwsMeter`]) between the service and the AWS stand-in.
     pub meter_aws: bool,
+    /// How that proxy costs single-item writes (exact by default; `make bench` uses the wire).
+    pub meter_mode: metering::MeterMode,
 }
 
 /// A running local stack. Dropping it stops everything it started.
@@ -228,6 +230,28 @@ impl DemoApi {
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Which moto the stack starts: `MOTO_SERVER_BIN` when named; else with `BENCH_MOTO=stock` the
+/// stock `moto_server` of a plain `pip install moto[server]` venv (`infra/bootstrap.sh stock`,
+/// `.venv/stock`); else our launcher (`None`).
+fn moto_server_bin() -> Option<PathBuf> {
+    env("MOTO_SERVER_BIN").map(PathBuf::from).or_else(|| {
+        env("BENCH_MOTO")
+            .filter(|m| m == "stock")
+            .map(|_| workspace_root().join(".venv/stock/bin/moto_server"))
+    })
+}
+
+/// The AWS stand-in the benchmarks run on, for their headings.
+pub fn moto_name() -> String {
+    if env("AWS_ENDPOINT_URL").is_some() {
+        return "the AWS endpoint given (AWS_ENDPOINT_URL)".into();
+    }
+    match moto_server_bin() {
+        Some(bin) => format!("stock moto_server ({})", bin.display()),
+        None => "our launcher (infra/python/moto_server.py)".into(),
+    }
 }
 
 impl Stack {
@@ -464,7 +488,7 @@ impl AwsSide {
         };
         let upstream = endpoint.clone();
         let (endpoint, meter) = if opts.meter_aws {
-            let meter = metering::AwsMeter::start(&upstream)
+            let meter = metering::AwsMeter::start(&upstream, opts.meter_mode)
                 .await
                 .map_err(StackError::Meter)?;
             (meter.url.clone(), Some(Arc::new(meter)))
@@ -677,9 +701,9 @@ struct MotoProcess {
 impl MotoProcess {
     async fn start() -> Result<MotoProcess, StackError> {
         // Our launcher (moto's server with DynamoDB requests linearized), unless a plain
-        // moto_server binary is named.
-        let (path, mut args) = match env("MOTO_SERVER_BIN") {
-            Some(bin) => (PathBuf::from(bin), vec![]),
+        // moto_server binary is named (`MOTO_SERVER_BIN`, `BENCH_MOTO=stock`).
+        let (path, mut args) = match moto_server_bin() {
+            Some(bin) => (bin, vec![]),
             None => (
                 workspace_root().join(".venv/stack/bin/python"),
                 vec![

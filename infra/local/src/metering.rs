@@ -7,10 +7,16 @@
 //! items and request units as on-demand DynamoDB bills them: a write costs one unit per started
 //! KB of the larger of the item before and after it (a failed condition still costs the unit), a
 //! strongly consistent read one unit per started 4 KB (half for an eventually consistent one),
-//! a Query one unit per started 4 KB of everything it returned. To know "before" and "after", a
-//! single-item write is bracketed by uncounted `GetItem`s of its key (the writes through the
-//! proxy are serialized for that); `BatchWriteItem` is costed by the sizes it sends (a delete as
-//! one unit), which is exact for the new items a first sync writes.
+//! a Query one unit per started 4 KB of everything it returned. `BatchWriteItem` is costed by the
+//! sizes it sends (a delete as one unit), which is exact for the new items a first sync writes.
+//! A single-item write is costed by one of two [`MeterMode`]s:
+//! - [`MeterMode::Exact`] (the idle bench): to know "before" and "after", the write is bracketed
+//!   by uncounted `GetItem`s of its key, and the writes through the proxy are serialized for that.
+//! - [`MeterMode::Wire`] (`make bench`, 92,000 records): nothing added and nothing serialized;
+//!   the size is the larger of the item sent (a `PutItem`) and any image the answer carries
+//!   (`ReturnValues`), else the key and values the request names. That is exact for new items
+//!   and a lower bound for an update of a larger item; such writes are counted apart
+//!   ([`AwsCounts::writes_sized_from_request`]) so the figure says how much is a lower bound.
 //!
 //! Item sizes follow the DynamoDB developer guide ("Item sizes and formats"): attribute name
 //! bytes plus value bytes; a number is 1 byte per two significant digits plus 1; lists and maps
@@ -47,6 +53,12 @@ pub struct AwsCounts {
     pub sqs_calls: BTreeMap<String, u64>,
     /// Messages sent (a batch counts its entries).
     pub sqs_messages_sent: u64,
+    /// [`MeterMode::Wire`]: single-item updates and deletes costed from the request alone (the
+    /// item before them was not seen): their units are a lower bound.
+    pub writes_sized_from_request: u64,
+    /// Time the stand-in took to answer (request sent to answer read), summed by
+    /// `service operation`: what of a run's wall time is the stand-in's.
+    pub upstream_time: BTreeMap<String, Duration>,
 }
 
 impl AwsCounts {
@@ -80,7 +92,18 @@ impl Invocations {
     }
 }
 
+/// How a single-item write's units are found (see the module's documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MeterMode {
+    /// Bracketed by two uncounted `GetItem`s, writes serialized: exact, slow.
+    #[default]
+    Exact,
+    /// From the request and answer bodies only: adds no request and no waiting.
+    Wire,
+}
+
 struct Shared {
+    mode: MeterMode,
     upstream: String,
     http: reqwest::Client,
     counts: Mutex<AwsCounts>,
@@ -103,10 +126,11 @@ impl Drop for AwsMeter {
 
 impl AwsMeter {
     /// Serves on an ephemeral loopback port, forwarding to `upstream`.
-    pub async fn start(upstream: &str) -> std::io::Result<AwsMeter> {
+    pub async fn start(upstream: &str, mode: MeterMode) -> std::io::Result<AwsMeter> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let url = format!("http://{}", listener.local_addr()?);
         let shared = Arc::new(Shared {
+            mode,
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
                 .pool_idle_timeout(Duration::from_secs(30))
@@ -162,8 +186,9 @@ async fn forward(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     };
     let (service, op) = operation(&parts.headers, &body);
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let single_write =
-        service == "dynamodb" && matches!(op.as_str(), "PutItem" | "UpdateItem" | "DeleteItem");
+    let single_write = sh.mode == MeterMode::Exact
+        && service == "dynamodb"
+        && matches!(op.as_str(), "PutItem" | "UpdateItem" | "DeleteItem");
     let _serial = if single_write {
         Some(sh.writes.lock().await)
     } else {
@@ -188,6 +213,7 @@ async fn forward(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             upstream = upstream.header(name, value);
         }
     }
+    let sent = std::time::Instant::now();
     let answer = match upstream.send().await {
         Ok(a) => a,
         Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
@@ -195,6 +221,7 @@ async fn forward(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let status = answer.status();
     let headers = answer.headers().clone();
     let answer_body: Bytes = answer.bytes().await.unwrap_or_default();
+    let took = sent.elapsed();
     let after = if single_write && op == "UpdateItem" {
         side_get(&sh, &parts.headers, &request).await
     } else {
@@ -204,7 +231,12 @@ async fn forward(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let response: Value = serde_json::from_slice(&answer_body).unwrap_or(Value::Null);
     {
         let mut c = sh.counts.lock().unwrap_or_else(|e| e.into_inner());
-        count(&mut c, &service, &op, &request, &response, before, after);
+        *c.upstream_time
+            .entry(format!("{service} {op}"))
+            .or_default() += took;
+        count(
+            &mut c, sh.mode, &service, &op, &request, &response, before, after,
+        );
     }
     let mut resp = (status, answer_body).into_response();
     for (name, value) in &headers {
@@ -259,6 +291,12 @@ fn kind_of(key_or_item: &Value) -> String {
     if pk == "CONNECTIONS" {
         return "CONNECTION".into();
     }
+    if let Some(rest) = sk.strip_prefix("MAP#") {
+        // `MAP#{kind}#KV#{id}` (forward) or `MAP#{kind}#AB#{id}` (reverse): kind and direction.
+        let mut parts = rest.splitn(3, '#');
+        let (entity, dir) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        return format!("MAP#{entity}#{dir}");
+    }
     match sk.split_once('#') {
         Some(("LEASE", scope)) => {
             format!("LEASE#{}", if scope == "run" { "run" } else { "entity" })
@@ -278,8 +316,10 @@ fn read_units(size: usize, consistent: bool) -> f64 {
     if consistent { units } else { units / 2.0 }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn count(
     c: &mut AwsCounts,
+    mode: MeterMode,
     service: &str,
     op: &str,
     request: &Value,
@@ -304,7 +344,7 @@ fn count(
         }
         "dynamodb" => {
             *c.dynamo_calls.entry(op.to_string()).or_default() += 1;
-            count_dynamo(c, op, request, response, before, after);
+            count_dynamo(c, mode, op, request, response, before, after);
         }
         _ => {}
     }
@@ -312,6 +352,7 @@ fn count(
 
 fn count_dynamo(
     c: &mut AwsCounts,
+    mode: MeterMode,
     op: &str,
     request: &Value,
     response: &Value,
@@ -325,6 +366,11 @@ fn count_dynamo(
         *c.writes_by_kind.entry(format!("{op} {kind}")).or_default() += 1;
     };
     let size_of = |v: &Option<Value>| v.as_ref().map_or(0, item_size);
+    // Wire mode: an image the answer carries (`ReturnValues`) stands in for the side reads.
+    let (before, after) = match mode {
+        MeterMode::Exact => (before, after),
+        MeterMode::Wire => (response.get("Attributes").cloned(), None),
+    };
     match op {
         "PutItem" => {
             let item = request.get("Item").cloned();
@@ -337,7 +383,11 @@ fn count_dynamo(
         }
         "UpdateItem" | "DeleteItem" => {
             let key = request.get("Key").cloned().unwrap_or(Value::Null);
-            let size = size_of(&before).max(size_of(&after));
+            let mut size = size_of(&before).max(size_of(&after));
+            if mode == MeterMode::Wire && before.is_none() {
+                size = size.max(request_size(request));
+                c.writes_sized_from_request += 1;
+            }
             wrote(c, kind_of(&key), write_units(size));
         }
         "BatchWriteItem" => {
@@ -429,6 +479,15 @@ fn count_dynamo(
     }
 }
 
+/// What a single-item update or delete names of its item: the key and the values it sets.
+fn request_size(request: &Value) -> usize {
+    let key = request.get("Key").map_or(0, item_size);
+    let values = request
+        .get("ExpressionAttributeValues")
+        .map_or(0, item_size);
+    key + values
+}
+
 /// An item's size in bytes as DynamoDB counts it (DynamoDB JSON: `{"name": {"S": "…"}, …}`).
 pub fn item_size(item: &Value) -> usize {
     item.as_object().map_or(0, |m| {
@@ -506,6 +565,38 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_mode_sizes_a_write_by_what_it_sends_and_what_comes_back() {
+        // GIVEN an update that does not ask for the item back, and one that does
+        let update = json!({"Key": {"pk": {"S": "SHOP#a"}, "sk": {"S": "RUN#1"}},
+            "ExpressionAttributeValues": {":s": {"S": "x".repeat(1500)}}});
+        let mut c = AwsCounts::default();
+        count_dynamo(
+            &mut c,
+            MeterMode::Wire,
+            "UpdateItem",
+            &update,
+            &Value::Null,
+            None,
+            None,
+        );
+        let big = json!({"Attributes": {"pk": {"S": "SHOP#a"}, "d": {"S": "y".repeat(3000)}}});
+        count_dynamo(
+            &mut c,
+            MeterMode::Wire,
+            "UpdateItem",
+            &update,
+            &big,
+            None,
+            None,
+        );
+        // THEN the first costs what it sends (2 units, a lower bound, counted as such) and the
+        // second the image that came back (3 units)
+        assert_eq!(c.items_written, 2);
+        assert_eq!(c.write_units, 2.0 + 3.0);
+        assert_eq!(c.writes_sized_from_request, 1);
+    }
+
+    #[test]
     fn writes_are_told_apart_by_what_they_are_for() {
         assert_eq!(
             kind_of(&json!({"pk": {"S": "SHOP#a"}, "sk": {"S": "LEASE#run"}})),
@@ -526,6 +617,10 @@ mod tests {
         assert_eq!(
             kind_of(&json!({"pk": {"S": "SHOP#a"}, "sk": {"S": "CURSOR#products"}})),
             "CURSOR"
+        );
+        assert_eq!(
+            kind_of(&json!({"pk": {"S": "SHOP#a"}, "sk": {"S": "MAP#invoice#AB#X-1"}})),
+            "MAP#invoice#AB"
         );
     }
 }
