@@ -379,11 +379,9 @@ async fn sync_observed(
             .get_run(shop, &run_id)
             .await
             .map_err(|e| format!("reading the run: {e}"))?
-            && matches!(
-                report["state"].as_str(),
-                Some("succeeded" | "partial" | "failed")
-            )
+            && report.state.is_finished()
         {
+            let report = serde_json::to_value(report).map_err(|e| e.to_string())?;
             return Ok((started.elapsed(), report));
         }
         if started.elapsed() > limit {
