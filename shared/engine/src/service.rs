@@ -41,9 +41,14 @@ pub struct Service {
     /// Per shop: the opened client secret and the KiotViet token, for the container's life and
     /// shared by every job it runs, so a warm container asks neither KMS nor KiotViet's token
     /// host again. Keyed by the connection's version: a saved connection with another secret,
-    /// client id or retailer is opened afresh and gets a token of its own.
-    opened: Arc<std::sync::Mutex<std::collections::HashMap<String, Opened>>>,
+    /// client id or retailer is opened afresh and gets a token of its own. One cell per shop,
+    /// held (async) while it is opened: jobs of one shop that start together open it once and
+    /// share one token, instead of each asking KMS and the token host (issue 16).
+    opened: Arc<std::sync::Mutex<std::collections::HashMap<String, OpenedCell>>>,
 }
+
+/// One shop's place in the cache: empty until its connection is first opened.
+type OpenedCell = Arc<tokio::sync::Mutex<Option<Opened>>>;
 
 /// A shop's opened connection, as cached in [`Service`].
 struct Opened {
@@ -295,32 +300,31 @@ impl Service {
             conn.client_id,
             conn.sealed_secret.as_base64()
         ));
-        {
-            let cache = self.opened.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(o) = cache.get(&conn.shop_id)
-                && o.version == version
-            {
-                return Ok((
-                    SecretString::from(o.secret.expose_secret().to_owned()),
-                    o.token.clone(),
-                ));
+        let cell: OpenedCell = {
+            let mut cache = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+            // A container serving thousands of shops must not grow without bound (a job that
+            // holds a dropped cell finishes with it; the next one opens afresh).
+            if cache.len() >= OPENED_CACHE_MAX && !cache.contains_key(&conn.shop_id) {
+                cache.clear();
             }
+            cache.entry(conn.shop_id.clone()).or_default().clone()
+        };
+        let mut opened = cell.lock().await;
+        if let Some(o) = opened.as_ref()
+            && o.version == version
+        {
+            return Ok((
+                SecretString::from(o.secret.expose_secret().to_owned()),
+                o.token.clone(),
+            ));
         }
         let secret = self.sealer.open(&conn.shop_id, &conn.sealed_secret).await?;
         let token = Arc::new(TokenSlot::default());
-        let mut cache = self.opened.lock().unwrap_or_else(|e| e.into_inner());
-        // A container serving thousands of shops must not grow without bound.
-        if cache.len() >= OPENED_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(
-            conn.shop_id.clone(),
-            Opened {
-                version,
-                secret: SecretString::from(secret.expose_secret().to_owned()),
-                token: token.clone(),
-            },
-        );
+        *opened = Some(Opened {
+            version,
+            secret: SecretString::from(secret.expose_secret().to_owned()),
+            token: token.clone(),
+        });
         Ok((secret, token))
     }
 

@@ -8,11 +8,12 @@ use store::{SealedSecret, StoreError};
 
 use super::*;
 
-/// The memory sealer, counting opens (each would be a KMS Decrypt).
+/// The memory sealer, counting opens (each would be a KMS Decrypt), optionally slow.
 #[derive(Default)]
 struct CountingSealer {
     inner: store::MemorySealer,
     opens: AtomicU32,
+    delay: Option<std::time::Duration>,
 }
 
 #[async_trait]
@@ -23,6 +24,9 @@ impl SecretSealer for CountingSealer {
 
     async fn open(&self, shop: &str, sealed: &SealedSecret) -> Result<SecretString, StoreError> {
         self.opens.fetch_add(1, Ordering::Relaxed);
+        if let Some(delay) = self.delay {
+            tokio::time::sleep(delay).await;
+        }
         self.inner.open(shop, sealed).await
     }
 }
@@ -40,11 +44,8 @@ fn connection(sealed: SealedSecret) -> Connection {
     conn
 }
 
-#[tokio::test]
-async fn r_con_4_a_warm_container_opens_a_secret_once_and_a_changed_one_at_once() {
-    // GIVEN a service whose sealer counts opens, and a shop's connection
-    let sealer = Arc::new(CountingSealer::default());
-    let svc = Service::new(ServiceParts {
+fn service(sealer: Arc<CountingSealer>) -> Service {
+    Service::new(ServiceParts {
         settings: Settings::default(),
         store: Arc::new(store::MemoryStore::new()),
         sealer: sealer.clone(),
@@ -53,7 +54,14 @@ async fn r_con_4_a_warm_container_opens_a_secret_once_and_a_changed_one_at_once(
         abaha_token: SecretString::from("t".to_string()),
         admin_token: SecretString::from("a".to_string()),
         clock: Arc::new(SystemClock),
-    });
+    })
+}
+
+#[tokio::test]
+async fn r_con_4_a_warm_container_opens_a_secret_once_and_a_changed_one_at_once() {
+    // GIVEN a service whose sealer counts opens, and a shop's connection
+    let sealer = Arc::new(CountingSealer::default());
+    let svc = service(sealer.clone());
     let one = SecretString::from("one".to_string());
     let conn = connection(sealer.seal("s1", &one).await.expect("sealed"));
     // WHEN two jobs of the container open it
@@ -71,4 +79,29 @@ async fn r_con_4_a_warm_container_opens_a_secret_once_and_a_changed_one_at_once(
     assert_eq!(c.expose_secret(), "two");
     assert_eq!(sealer.opens.load(Ordering::Relaxed), 2);
     assert!(!Arc::ptr_eq(&slot_a, &slot_c));
+}
+
+#[tokio::test]
+async fn jobs_of_one_shop_starting_together_open_its_secret_once_and_share_one_token() {
+    // GIVEN a sealer as slow as KMS on a bad day, and a shop's connection
+    let sealer = Arc::new(CountingSealer {
+        delay: Some(std::time::Duration::from_millis(50)),
+        ..CountingSealer::default()
+    });
+    let svc = service(sealer.clone());
+    let secret = SecretString::from("s".to_string());
+    let conn = connection(sealer.seal("s1", &secret).await.expect("sealed"));
+    // WHEN a full sync's three jobs (catalog, customers, invoices) open it at the same moment
+    let (a, b, c) = tokio::join!(
+        svc.open_connection(&conn),
+        svc.open_connection(&conn),
+        svc.open_connection(&conn)
+    );
+    let slots: Vec<Arc<TokenSlot>> = [a, b, c]
+        .into_iter()
+        .map(|r| r.expect("opened").1)
+        .collect();
+    // THEN KMS was asked once, and all three share one token slot (one token request)
+    assert_eq!(sealer.opens.load(Ordering::Relaxed), 1);
+    assert!(slots.iter().all(|s| Arc::ptr_eq(s, &slots[0])));
 }
