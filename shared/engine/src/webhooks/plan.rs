@@ -93,13 +93,14 @@ pub(super) fn plan(payload: &WebhookPayload, hint: Option<&str>, conn: &Connecti
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use chrono::Utc;
     use serde_json::{Value, json};
     use store::{SealedSecret, Switches};
 
-    fn conn(products: bool, customers: bool) -> Connection {
+    /// A connection with the given switches (receive's tests use it too).
+    pub(crate) fn conn(products: bool, customers: bool) -> Connection {
         Connection {
             shop_id: "s1".into(),
             account_type: "fnb".into(),

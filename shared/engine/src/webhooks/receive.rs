@@ -238,34 +238,10 @@ fn plain_shop_id(shop: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
-    use store::{Connection, SealedSecret, Switches};
 
+    use crate::webhooks::plan::tests::conn;
     use crate::webhooks::signature::tests::{SECRET, sign};
     use crate::webhooks::{Change, Notice};
-
-    fn conn(products: bool, customers: bool) -> Connection {
-        Connection {
-            shop_id: "s1".into(),
-            account_type: "fnb".into(),
-            retailer: "r".into(),
-            client_id: "c".into(),
-            sealed_secret: SealedSecret::from_base64("x"),
-            branch_id: 233443,
-            sync: Switches {
-                products,
-                customers,
-                orders: true,
-            },
-            keep_app_product_status: true,
-            invoice_history_days: 30,
-            shop_token_hash: None,
-            webhook_secret: None,
-            webhook_ids: vec![],
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
-    }
 
     /// A service on the in-memory fakes, with `shop` connected and its webhook secret sealed.
     async fn service_with_shop(shop: &str, secret: &str) -> (Service, store::MemoryQueue) {
