@@ -11,7 +11,10 @@ Three more costs are cut where moto repeats work whose answer cannot change:
 - every new item re-sums the size of all its attributes once per attribute (quadratic); it is now
   summed once, with the same 400 KB limit;
 - every request lists moto's package directory from disk to route it; the list is now read once;
-- every request lists its handler class's methods by introspection; the list is now made once.
+- every request lists its handler class's methods by introspection; the list is now made once;
+- every Query on the table's own key lists and sorts the whole table (every shop's items) to keep
+  one partition; it now lists that partition only (same items, same order), so a shop's Query
+  costs what its own partition holds, not what 1,000 shops hold (the many-shop tick).
 
 Written against moto 5.2.5 (pinned in requirements-stack.txt); re-check on an upgrade.
 
@@ -23,6 +26,7 @@ import functools
 import json
 import os
 import sys
+import threading
 
 from moto import backends
 from moto.core import responses as core_responses
@@ -30,6 +34,7 @@ from moto.core.responses import ActionResult
 from moto.core.utils import get_service_model
 from moto.dynamodb.exceptions import ItemSizeTooLarge
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.responses import DynamoHandler
 
@@ -122,7 +127,58 @@ def _item_init(self, hash_key, range_key, attrs) -> None:
     dict.update(self.attrs, values)
 
 
+# The partition a Query on the table's own key reads, while moto's `Table.query` runs.
+_QUERIED = threading.local()
+
+
+def _partition_items(table, hash_key) -> list:
+    """What `Table.all_items` answers, cut to one partition: moto keeps items as
+    {hash: {range: item}} and its Query keeps exactly the items whose hash key equals the
+    queried one (then sorts them by range key), so listing that partition alone is the same."""
+    hash_set = table.items.get(hash_key)  # .get: `items` is a defaultdict
+    if hash_set is None:
+        return []
+    if table.range_key_attr:
+        return sorted(hash_set.values(), key=lambda item: item.range_key)
+    return [hash_set]
+
+
+def _install_query_shortcut() -> None:
+    original_all_items = Table.all_items
+    original_query = Table.query
+
+    def all_items(self):
+        queried = getattr(_QUERIED, "partition", None)
+        if queried is not None and queried[0] is self:
+            return _partition_items(self, queried[1])
+        return original_all_items(self)
+
+    def query(self, hash_key, *args, **kwargs):
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name or hash_key is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        _QUERIED.partition = (self, hash_key)
+        try:
+            fast = original_query(self, hash_key, *args, **kwargs)
+        finally:
+            _QUERIED.partition = None
+        if VERIFY:
+            slow = original_query(self, hash_key, *args, **kwargs)
+            if _query_view(slow) != _query_view(fast):
+                _report("Query", "Query", _query_view(slow), _query_view(fast))
+        return fast
+
+    Table.all_items = all_items
+    Table.query = query
+
+
+def _query_view(result):
+    items, scanned, last_key = result
+    return [item.to_json() for item in items], scanned, last_key
+
+
 def install() -> None:
+    _install_query_shortcut()
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
     Item.__init__ = _item_init
