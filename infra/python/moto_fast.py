@@ -14,7 +14,10 @@ Three more costs are cut where moto repeats work whose answer cannot change:
 - every request lists its handler class's methods by introspection; the list is now made once;
 - every Query on the table's own key lists and sorts the whole table (every shop's items) to keep
   one partition; it now lists that partition only (same items, same order), so a shop's Query
-  costs what its own partition holds, not what 1,000 shops hold (the many-shop tick).
+  costs what its own partition holds, not what 1,000 shops hold (the many-shop tick);
+- SQS: every message a ReceiveMessage looks at re-computes all of its queue's attributes (three
+  counts over every message) to read the retention period, so a receive from a queue holding n
+  messages costs O(n²) (5,000 queued jobs: ~1 receive a second); the period is now read directly.
 
 Written against moto 5.2.5 (pinned in requirements-stack.txt); re-check on an upgrade.
 
@@ -31,12 +34,13 @@ import threading
 from moto import backends
 from moto.core import responses as core_responses
 from moto.core.responses import ActionResult
-from moto.core.utils import get_service_model
+from moto.core.utils import get_service_model, unix_time
 from moto.dynamodb.exceptions import ItemSizeTooLarge
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.responses import DynamoHandler
+from moto.sqs.models import SQSBackend
 
 # Item operations whose requests and answers hold no timestamps. Binary attributes ("B"/"BS") are
 # the one thing the JSON shortcut would get wrong; requests that might hold them take moto's path.
@@ -177,8 +181,26 @@ def _query_view(result):
     return [item.to_json() for item in items], scanned, last_key
 
 
+def _install_retention_shortcut() -> None:
+    original = SQSBackend.is_message_valid_based_on_retention_period
+
+    def is_message_valid_based_on_retention_period(self, queue_name, message) -> bool:
+        # What `get_queue_attributes(queue, ["MessageRetentionPeriod"])` answers, without
+        # computing the queue's other attributes (message counts) first.
+        retention_period = self.get_queue(queue_name).message_retention_period
+        valid = retention_period + message.sent_timestamp / 1000 > unix_time()
+        if VERIFY and original(self, queue_name, message) != valid:
+            _report("retention check", "ReceiveMessage", not valid, valid)
+        return valid
+
+    SQSBackend.is_message_valid_based_on_retention_period = (
+        is_message_valid_based_on_retention_period
+    )
+
+
 def install() -> None:
     _install_query_shortcut()
+    _install_retention_shortcut()
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
     Item.__init__ = _item_init
