@@ -11,9 +11,15 @@ async fn main() -> Result<(), Error> {
         .map_err(Error::from)?;
     // Any payload: the schedule's content is not used, and EventBridge Scheduler sends its own
     // default notification (not an EventBridge event) when no Input is set.
-    run(service_fn(|_: LambdaEvent<serde_json::Value>| async {
-        let out = engine::fan_out(&svc).await?;
-        Ok::<_, Error>(serde_json::to_value(out)?)
-    }))
+    let svc = &svc;
+    run(service_fn(
+        |ev: LambdaEvent<serde_json::Value>| async move {
+            let deadline = engine::jobs::deadline_from_epoch_ms(ev.context.deadline);
+            // Shops left when time runs out fail the invocation: the alarm fires and the
+            // schedule's retry goes on where this one stopped.
+            let out = engine::fan_out(svc, Some(deadline)).await?.finished()?;
+            Ok::<_, Error>(serde_json::to_value(out)?)
+        },
+    ))
     .await
 }

@@ -178,7 +178,7 @@ pub async fn run() -> Result<(), String> {
     for _ in 0..2 {
         clock.advance(chrono::Duration::minutes(15));
         let started = Instant::now();
-        let out = engine::fan_out(&stack.service)
+        let out = engine::fan_out(&stack.service, None)
             .await
             .map_err(|e| format!("fan-out: {e}"))?;
         stack.invocations.record("dispatcher", started.elapsed());

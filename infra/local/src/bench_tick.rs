@@ -277,7 +277,7 @@ async fn tick(
 ) -> Result<Tick, String> {
     let _ = fan_meter.take();
     let t0 = Instant::now();
-    let out = engine::fan_out(dispatcher)
+    let out = engine::fan_out(dispatcher, None)
         .await
         .map_err(|e| format!("fan-out: {e}"))?;
     let fan_out = t0.elapsed();

@@ -668,7 +668,7 @@ async fn schedule(
         tokio::select! {
             _ = tick.tick() => {
                 let started = std::time::Instant::now();
-                if let Err(e) = engine::fan_out(&svc).await {
+                if let Err(e) = engine::fan_out(&svc, None).await {
                     tracing::warn!(error = %e, "scheduled fan-out failed");
                 }
                 invocations.record("dispatcher", started.elapsed());

@@ -29,8 +29,8 @@ pub use error::StoreError;
 pub use kms::KmsSealer;
 pub use memory::{MemoryQueue, MemorySealer, MemoryStore};
 pub use model::{
-    BudgetAnswer, Checkpoint, Claim, Connection, Cursor, IdKind, IdLink, LeaseAnswer, QueueUrls,
-    QueuedJob, SealedSecret, Switches,
+    BudgetAnswer, Checkpoint, Claim, Connection, ConnectionPage, Cursor, IdKind, IdLink,
+    LeaseAnswer, QueueUrls, QueuedJob, SealedSecret, Switches,
 };
 pub use ports::{
     BudgetStore, CheckpointStore, ConnectionStore, CursorStore, IdMapStore, IdempotencyStore,

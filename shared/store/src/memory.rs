@@ -22,9 +22,12 @@ use crate::StoreError;
 use crate::dynamo::idempotency::{COMPLETED_TTL, UNFINISHED_LINGER};
 use crate::dynamo::runs::RUN_TTL;
 use crate::model::{
-    BudgetAnswer, Checkpoint, Claim, Connection, Cursor, IdKind, IdLink, LeaseAnswer, QueueUrls,
-    QueuedJob, SealedSecret,
+    BudgetAnswer, Checkpoint, Claim, Connection, ConnectionPage, Cursor, IdKind, IdLink,
+    LeaseAnswer, QueueUrls, QueuedJob, SealedSecret,
 };
+
+/// Connections per page of the in-memory store: small, so its tests page as DynamoDB's do.
+const MEMORY_CONNECTION_PAGE: usize = 3;
 use crate::ports::{
     BudgetStore, CheckpointStore, ConnectionStore, CursorStore, IdMapStore, IdempotencyStore,
     JobQueue, LeaseStore, RunStore, SecretSealer,
@@ -131,8 +134,24 @@ impl ConnectionStore for MemoryStore {
         Ok(self.state().connections.remove(shop).is_some())
     }
 
-    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
-        Ok(self.state().connections.values().cloned().collect())
+    async fn list_connections_page(
+        &self,
+        after: Option<&str>,
+    ) -> Result<ConnectionPage, StoreError> {
+        use std::ops::Bound;
+        let state = self.state();
+        let from = after.map_or(Bound::Unbounded, |shop| Bound::Excluded(shop.to_owned()));
+        let mut rest = state.connections.range((from, Bound::Unbounded));
+        let connections: Vec<Connection> = rest
+            .by_ref()
+            .take(MEMORY_CONNECTION_PAGE)
+            .map(|(_, c)| c.clone())
+            .collect();
+        let next = match rest.next() {
+            Some(_) => connections.last().map(|c| c.shop_id.clone()),
+            None => None,
+        };
+        Ok(ConnectionPage { connections, next })
     }
 
     async fn shop_of_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {

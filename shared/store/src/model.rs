@@ -36,6 +36,14 @@ pub struct Connection {
     pub updated_at: DateTime<Utc>,
 }
 
+/// One page of [`Connection`]s in shop-id order (`ConnectionStore::list_connections_page`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionPage {
+    pub connections: Vec<Connection>,
+    /// Where the next page starts (after this shop id); `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// Which parts of a connection are synced (R-CON-6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Switches {

@@ -15,8 +15,8 @@ use mapping::api::{Entity, EntityReport, ManualAction, PartState, RunError, RunR
 
 use crate::StoreError;
 use crate::model::{
-    BudgetAnswer, Checkpoint, Claim, Connection, Cursor, IdKind, IdLink, LeaseAnswer, QueuedJob,
-    SealedSecret,
+    BudgetAnswer, Checkpoint, Claim, Connection, ConnectionPage, Cursor, IdKind, IdLink,
+    LeaseAnswer, QueuedJob, SealedSecret,
 };
 
 /// Connections, one per shop (R-CON-1).
@@ -28,9 +28,27 @@ pub trait ConnectionStore: Send + Sync {
     /// Removes the connection and with it the sealed secret; answers whether one existed.
     /// Cursors, ID maps and run reports are kept.
     async fn delete_connection(&self, shop: &str) -> Result<bool, StoreError>;
-    /// Every connection, for the scheduler's fan-out (paged internally). An unreadable stored
-    /// connection is logged and left out rather than failing the whole list.
-    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError>;
+    /// One page of connections in shop-id order, starting after the shop `after` (the previous
+    /// page's `next`), for the scheduler's fan-out: it starts a page's shops before it reads the
+    /// next, so its memory does not grow with the number of shops. An unreadable stored
+    /// connection is logged and left out rather than failing the page.
+    async fn list_connections_page(
+        &self,
+        after: Option<&str>,
+    ) -> Result<ConnectionPage, StoreError>;
+    /// Every connection, all pages.
+    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list_connections_page(after.as_deref()).await?;
+            all.extend(page.connections);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
     /// The shop whose current shop token hashes to `token_hash`, in one read whatever the number
     /// of shops (a wrong token must not cost a scan). Kept by `put_connection` and
     /// `delete_connection`; a rotated token no longer names its shop.

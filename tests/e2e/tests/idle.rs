@@ -177,7 +177,9 @@ async fn r_syn_3_an_idle_scheduled_tick_writes_four_items_and_sends_one_job() {
     let _ = meter.take();
     // WHEN the schedule ticks 15 minutes later and the run finds nothing new
     clock.advance(chrono::Duration::minutes(15));
-    let out = engine::fan_out(&stack.service).await.expect("fan-out");
+    let out = engine::fan_out(&stack.service, None)
+        .await
+        .expect("fan-out");
     assert_eq!(out.started, 1, "{out:?}");
     let run_id = Api::admin(&stack)
         .get(&format!("/v1/shops/{shop}/sync"))
@@ -303,7 +305,9 @@ async fn r_syn_3_a_run_that_ended_frees_the_shop_although_its_lease_is_left_to_e
         .count();
     assert_eq!(started, 1, "{} {}", a.body, b.body);
     // AND the schedule, while it runs, starts nothing
-    let out = engine::fan_out(&stack.service).await.expect("fan-out");
+    let out = engine::fan_out(&stack.service, None)
+        .await
+        .expect("fan-out");
     assert!(out.started <= 1, "{out:?}");
 }
 
@@ -325,7 +329,9 @@ async fn r_syn_7_a_scheduled_runs_one_job_hands_over_on_its_own_queue_only() {
     let shop = "idle-one-job";
     connect(&stack, shop).await;
     // WHEN the schedule starts its first run
-    let out = engine::fan_out(&stack.service).await.expect("fan-out");
+    let out = engine::fan_out(&stack.service, None)
+        .await
+        .expect("fan-out");
     assert_eq!(out.started, 1, "{out:?}");
     let run_id = Api::admin(&stack)
         .get(&format!("/v1/shops/{shop}/sync"))

@@ -864,7 +864,7 @@ async fn r_syn_3_overlapping_triggers_make_one_run_and_the_schedule_adds_none() 
     let run_id = a.body["run_id"].clone();
 
     // AND a scheduled fan-out during that run starts nothing new
-    let out = engine::fan_out(&stack.service).await.unwrap();
+    let out = engine::fan_out(&stack.service, None).await.unwrap();
     assert_eq!(
         (out.shops, out.started, out.already_running),
         (1, 0, 1),
@@ -926,7 +926,7 @@ async fn r_syn_7_fan_out_runs_every_shop_and_a_broken_shop_blocks_nobody() {
     svc.store.put_connection(&wrong).await.unwrap();
 
     // WHEN the schedule fires
-    let out = engine::fan_out(svc).await.unwrap();
+    let out = engine::fan_out(svc, None).await.unwrap();
 
     // THEN one run per shop starts, and the good shop syncs in full
     assert_eq!((out.shops, out.started, out.failed), (3, 3, 0), "{out:?}");

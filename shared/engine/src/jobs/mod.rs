@@ -23,7 +23,7 @@ pub use crate::queues::EntityQueue;
 use crate::runs;
 use crate::service::Service;
 pub use batch::{deadline_from_epoch_ms, handle_batch, local_deadline, settle_batch, time_left};
-pub use fan_out::{FanOut, fan_out};
+pub use fan_out::{FAN_OUT_MARGIN, FanOut, FanOutCutShort, fan_out};
 
 /// A message of a pull queue, or why it is a bad job (never retried).
 pub fn parse_message(body: &Value) -> Result<JobMessage, JobError> {

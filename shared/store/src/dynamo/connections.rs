@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::{DynamoStore, Item, key, names, s, values};
 use crate::StoreError;
-use crate::model::Connection;
+use crate::model::{Connection, ConnectionPage};
 use crate::ports::ConnectionStore;
 
 const PK: &str = "CONNECTIONS";
@@ -116,43 +116,41 @@ impl ConnectionStore for DynamoStore {
             .and_then(|item| item.get("shop_id").and_then(|v| v.as_s().ok()).cloned()))
     }
 
-    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
+    async fn list_connections_page(
+        &self,
+        after: Option<&str>,
+    ) -> Result<ConnectionPage, StoreError> {
         // Only the `CONNECTIONS` partition: token index items live in partitions of their own.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .set_expression_attribute_names(Some(names([("#pk", "pk")])))
+            .set_expression_attribute_values(Some(values([(":pk", s(PK))])))
+            .set_limit(self.page_limit)
+            .set_exclusive_start_key(after.map(|shop| key(PK, shop)))
+            .send()
+            .await
+            .map_err(|e| StoreError::aws("dynamodb query (connections)", e))?;
         let mut connections = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .set_expression_attribute_names(Some(names([("#pk", "pk")])))
-                .set_expression_attribute_values(Some(values([(":pk", s(PK))])))
-                .set_limit(self.page_limit)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| StoreError::aws("dynamodb query (connections)", e))?;
-            for item in out.items.unwrap_or_default() {
-                // One unreadable connection must not stop the fan-out for every other shop.
-                let shop = item
-                    .get("sk")
-                    .and_then(|sk| sk.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                match decode(item) {
-                    Ok(connection) => connections.push(connection),
-                    Err(error) => {
-                        tracing::error!(%shop, %error, "skipping an unreadable connection")
-                    }
-                }
-            }
-            match out.last_evaluated_key {
-                Some(last) if !last.is_empty() => start = Some(last),
-                _ => break,
+        for item in out.items.unwrap_or_default() {
+            // One unreadable connection must not stop the fan-out for every other shop.
+            let shop = item
+                .get("sk")
+                .and_then(|sk| sk.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            match decode(item) {
+                Ok(connection) => connections.push(connection),
+                Err(error) => tracing::error!(%shop, %error, "skipping an unreadable connection"),
             }
         }
-        Ok(connections)
+        // The next page starts after the last item DynamoDB read, readable or not.
+        let next = out
+            .last_evaluated_key
+            .and_then(|last| last.get("sk").and_then(|sk| sk.as_s().ok()).cloned());
+        Ok(ConnectionPage { connections, next })
     }
 }
 

@@ -113,6 +113,33 @@ pub async fn r_con_1_connections_round_trip_and_list_every_shop(store: &dyn Conn
         listed,
         (0..7).map(|i| format!("shop-{i}")).collect::<Vec<_>>()
     );
+    // AND walked page by page (the fan-out's walk), each shop comes once, in shop-id order
+    let mut walked = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_connections_page(after.as_deref())
+            .await
+            .expect("page");
+        pages += 1;
+        walked.extend(page.connections.into_iter().map(|c| c.shop_id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(walked, listed);
+    assert!(pages >= 3, "pages of 3 hold 7 shops in 3 or more: {pages}");
+    // AND a page starts strictly after the shop it is given
+    let page = store
+        .list_connections_page(Some("shop-3"))
+        .await
+        .expect("page");
+    assert_eq!(
+        page.connections.first().map(|c| c.shop_id.as_str()),
+        Some("shop-4")
+    );
 
     // WHEN one is updated and one disconnects
     let mut changed = got.clone();
