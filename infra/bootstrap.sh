@@ -12,7 +12,9 @@ what="${1:-all}"
 venv() { # name requirements-file
   local name="$1" req="$2" dir="$root/.venv/$1"
   local stamp="$dir/.requirements.sha256"
-  local want; want="$(sha256sum "$req" | cut -d' ' -f1)"
+  # The stamp names the venv's own path too: a venv copied or moved from elsewhere (a worktree)
+  # has scripts whose first line names the old path, and must be rebuilt.
+  local want; want="$(sha256sum "$req" | cut -d' ' -f1) $dir"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
   echo "bootstrap: installing $name venv from ${req#$root/}" >&2
   rm -rf "$dir"
