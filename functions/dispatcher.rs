@@ -16,7 +16,7 @@ async fn main() -> Result<(), Error> {
         |ev: LambdaEvent<serde_json::Value>| async move {
             let deadline = engine::jobs::deadline_from_epoch_ms(ev.context.deadline);
             // Shops left when time runs out fail the invocation: the alarm fires and the
-            // schedule's retry goes on where this one stopped.
+            // schedule's retry starts them (shops already started answer "already running").
             let out = engine::fan_out(svc, Some(deadline)).await?.finished()?;
             Ok::<_, Error>(serde_json::to_value(out)?)
         },

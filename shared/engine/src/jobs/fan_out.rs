@@ -29,7 +29,7 @@ pub struct FanOut {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "the schedule's fan-out ran out of time: {started} runs started, shops from {stopped_before} \
-     on (in shop-id order) got no run this tick; a retry of the tick goes on where it stopped \
+     on (in shop-id order) got no run this tick; a retry of the tick starts them \
      (started shops answer 'already running'); raise the dispatcher's Timeout if this repeats"
 )]
 pub struct FanOutCutShort {
