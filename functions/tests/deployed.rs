@@ -486,3 +486,38 @@ async fn given_cargo_lambdas_relative_deadline_header_then_a_pull_reads_instead_
     assert_eq!(invocations(&d, "customer-pull"), 1, "{report}");
     d.stop().await;
 }
+
+#[tokio::test]
+async fn given_a_dispatcher_whose_timeout_leaves_no_time_to_start_a_shop_then_the_tick_fails_naming_the_shop_and_queues_nothing()
+ {
+    let Some(endpoint) = e2e_tests::moto() else {
+        return;
+    };
+    // GIVEN a connected shop and a dispatcher whose Timeout (5 s) is inside the fan-out's 10 s
+    // margin: every start would risk being cut off by the Lambda's kill
+    let mut opts = options(endpoint);
+    opts.timeout_override.insert("dispatcher".into(), 5);
+    let d = Deployed::start(opts)
+        .await
+        .expect("deployed topology starts");
+    let prod = api(&d, "/prod");
+    let a = prod
+        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
+        .await;
+    assert_eq!(a.status, 200, "connect: {}", a.body);
+
+    // WHEN the schedule ticks
+    let out = d.tick().await;
+
+    // THEN the invocation fails (the error alarm's signal, and Scheduler retries it), its error
+    // names the first shop left and what to do, and no job was queued half-way
+    let err = out.expect_err("a tick that started no shop must not answer success");
+    let text = err.to_string();
+    assert!(text.contains("ran out of time"), "{text}");
+    assert!(text.contains(SHOP), "{text}");
+    assert!(text.contains("Timeout"), "{text}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(d.queue_depth("CatalogQueue").await, 0);
+    assert_eq!(invocations(&d, "catalog-pull"), 0);
+    d.stop().await;
+}
