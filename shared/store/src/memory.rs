@@ -25,14 +25,14 @@ use crate::model::{
     BudgetAnswer, Checkpoint, Claim, Connection, ConnectionPage, Cursor, IdKind, IdLink,
     LeaseAnswer, QueueUrls, QueuedJob, SealedSecret,
 };
-
-/// Connections per page of the in-memory store: small, so its tests page as DynamoDB's do.
-const MEMORY_CONNECTION_PAGE: usize = 3;
 use crate::ports::{
     BudgetStore, CheckpointStore, ConnectionStore, CursorStore, IdMapStore, IdempotencyStore,
     JobQueue, LeaseStore, RunStore, SecretSealer,
 };
 use crate::report::{self, StoredRun};
+
+/// Connections per page of the in-memory store: small, so its tests page as DynamoDB's do.
+const MEMORY_CONNECTION_PAGE: usize = 3;
 
 /// A poisoned lock only means another test thread panicked; the data is still usable.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -36,19 +36,6 @@ pub trait ConnectionStore: Send + Sync {
         &self,
         after: Option<&str>,
     ) -> Result<ConnectionPage, StoreError>;
-    /// Every connection, all pages.
-    async fn list_connections(&self) -> Result<Vec<Connection>, StoreError> {
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.list_connections_page(after.as_deref()).await?;
-            all.extend(page.connections);
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(all),
-            }
-        }
-    }
     /// The shop whose current shop token hashes to `token_hash`, in one read whatever the number
     /// of shops (a wrong token must not cost a scan). Kept by `put_connection` and
     /// `delete_connection`; a rotated token no longer names its shop.
