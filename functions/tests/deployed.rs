@@ -76,6 +76,20 @@ fn connection(d: &Deployed) -> Value {
            "keep_app_product_status": true, "invoice_history_days": 30})
 }
 
+/// The deployed topology, started, with [`SHOP`] connected through the API's named stage: the
+/// topology, that stage's API, and the connect answer.
+async fn start_connected(opts: DeployedOptions) -> (Deployed, Api, Value) {
+    let d = Deployed::start(opts)
+        .await
+        .expect("deployed topology starts");
+    let prod = api(&d, "/prod");
+    let a = prod
+        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
+        .await;
+    assert_eq!(a.status, 200, "connect: {}", a.body);
+    (d, prod, a.body)
+}
+
 async fn start_run(api: &Api, body: Value) -> String {
     let a = api.post(&format!("/v1/shops/{SHOP}/sync"), body).await;
     assert_eq!(a.status, 202, "sync: {}", a.body);
@@ -213,14 +227,7 @@ async fn given_a_pull_with_a_short_timeout_when_kiotviet_is_slow_then_it_hands_o
     let mut opts = options(endpoint);
     opts.kiotviet = Some(many_customers(1_000));
     opts.timeout_override.insert("customer-pull".into(), 21);
-    let d = Deployed::start(opts)
-        .await
-        .expect("deployed topology starts");
-    let prod = api(&d, "/prod");
-    let a = prod
-        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
-        .await;
-    assert_eq!(a.status, 200, "connect: {}", a.body);
+    let (d, prod, _) = start_connected(opts).await;
     d.kiotviet.set_faults(Faults {
         latency_ms: 1000,
         ..Faults::default()
@@ -263,14 +270,7 @@ async fn given_the_abaha_token_parameter_missing_then_every_pull_fails_at_init_i
     opts.extra_env
         .insert("SYNC_LEASE_TTL_SECS".into(), "3".into());
     opts.redelivery_after = Some(Duration::from_secs(1));
-    let d = Deployed::start(opts)
-        .await
-        .expect("deployed topology starts");
-    let prod = api(&d, "/prod");
-    let a = prod
-        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
-        .await;
-    assert_eq!(a.status, 200, "connect: {}", a.body);
+    let (d, prod, _) = start_connected(opts).await;
     d.delete_parameter("AbahaTokenParameter")
         .await
         .expect("deleted");
@@ -312,19 +312,11 @@ async fn given_webhooks_registered_at_the_named_stage_when_a_product_is_renamed_
     // GIVEN a deployment whose WebhookBaseUrl is the gateway's /prod stage, and a shop connected
     let mut opts = options(endpoint);
     opts.webhooks = true;
-    let d = Deployed::start(opts)
-        .await
-        .expect("deployed topology starts");
-    let prod = api(&d, "/prod");
-    let a = prod
-        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
-        .await;
-    assert_eq!(a.status, 200, "connect: {}", a.body);
+    let (d, _, connected) = start_connected(opts).await;
     assert_eq!(
-        a.body["connection"]["webhooks_active"],
+        connected["connection"]["webhooks_active"],
         json!(true),
-        "{}",
-        a.body
+        "{connected}"
     );
     let id = d
         .kiotviet
@@ -381,14 +373,7 @@ async fn given_a_pull_killed_mid_sync_when_sync_is_pressed_again_then_the_run_re
     for (k, v) in [("PART_LEASE_TTL_SECS", "2"), ("RUN_STALL_SECS", "3")] {
         opts.extra_env.insert(k.into(), v.into());
     }
-    let d = Deployed::start(opts)
-        .await
-        .expect("deployed topology starts");
-    let prod = api(&d, "/prod");
-    let a = prod
-        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
-        .await;
-    assert_eq!(a.status, 200, "connect: {}", a.body);
+    let (d, prod, _) = start_connected(opts).await;
     // (30 pages, 4 at a time, a second each: the pull runs for about 8 s)
     d.kiotviet.set_faults(Faults {
         latency_ms: 1000,
@@ -461,14 +446,7 @@ async fn given_cargo_lambdas_relative_deadline_header_then_a_pull_reads_instead_
     // does (issue 15: read as a date long past, every pull handed over with nothing read)
     let mut opts = options(endpoint);
     opts.cargo_lambda_deadlines = true;
-    let d = Deployed::start(opts)
-        .await
-        .expect("deployed topology starts");
-    let prod = api(&d, "/prod");
-    let a = prod
-        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
-        .await;
-    assert_eq!(a.status, 200, "connect: {}", a.body);
+    let (d, prod, _) = start_connected(opts).await;
 
     // WHEN the customers sync
     let run_id = start_run(&prod, json!({"entities": ["customers"], "full": true})).await;
@@ -497,14 +475,7 @@ async fn given_a_dispatcher_whose_timeout_leaves_no_time_to_start_a_shop_then_th
     // margin: every start would risk being cut off by the Lambda's kill
     let mut opts = options(endpoint);
     opts.timeout_override.insert("dispatcher".into(), 5);
-    let d = Deployed::start(opts)
-        .await
-        .expect("deployed topology starts");
-    let prod = api(&d, "/prod");
-    let a = prod
-        .put(&format!("/v1/shops/{SHOP}/connection"), connection(&d))
-        .await;
-    assert_eq!(a.status, 200, "connect: {}", a.body);
+    let (d, _, _) = start_connected(opts).await;
 
     // WHEN the schedule ticks
     let out = d.tick().await;
