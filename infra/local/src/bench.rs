@@ -363,17 +363,7 @@ async fn sync_observed(
     limit: Duration,
 ) -> Result<(Duration, Value), String> {
     let started = Instant::now();
-    let (status, body) = api
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/shops/{shop}/sync"),
-            Some(json!({"full": full})),
-        )
-        .await?;
-    if status != 202 {
-        return Err(format!("sync refused ({status}): {body}"));
-    }
-    let run_id = body["run_id"].as_str().unwrap_or_default().to_string();
+    let run_id = api.start_sync(shop, full).await?;
     loop {
         if let Some(report) = observer
             .get_run(shop, &run_id)

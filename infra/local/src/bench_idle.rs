@@ -157,17 +157,7 @@ pub async fn run() -> Result<(), String> {
     reset(&stack, &meter);
 
     // The full sync, with the Sync button.
-    let (status, body) = api
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/shops/{shop}/sync"),
-            Some(json!({"full": true})),
-        )
-        .await?;
-    if status != 202 {
-        return Err(format!("sync refused ({status}): {body}"));
-    }
-    let run_id = body["run_id"].as_str().unwrap_or_default().to_string();
+    let run_id = api.start_sync(shop, true).await?;
     let report = wait_for_run(&observer, shop, |id| id == run_id).await?;
     settle(&meter).await;
     let full = take(&stack, &meter, &report);

@@ -180,6 +180,21 @@ impl DemoApi {
 }
 
 impl DemoApi {
+    /// Presses Sync (`full` or incremental) and answers the run id the API gave it.
+    pub async fn start_sync(&self, shop: &str, full: bool) -> Result<String, String> {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/shops/{shop}/sync"),
+                Some(serde_json::json!({"full": full})),
+            )
+            .await?;
+        if status != 202 {
+            return Err(format!("sync refused ({status}): {body}"));
+        }
+        Ok(body["run_id"].as_str().unwrap_or_default().to_string())
+    }
+
     /// Presses Sync and polls the run until it ends (or `limit` passes); `on_report` sees every
     /// report read while it runs. Answers the run's duration and its final report.
     pub async fn sync_and_wait(
@@ -191,17 +206,7 @@ impl DemoApi {
         mut on_report: impl FnMut(&str, &serde_json::Value, Duration),
     ) -> Result<(Duration, serde_json::Value), String> {
         let started = std::time::Instant::now();
-        let (status, body) = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/v1/shops/{shop}/sync"),
-                Some(serde_json::json!({"full": full})),
-            )
-            .await?;
-        if status != 202 {
-            return Err(format!("sync refused ({status}): {body}"));
-        }
-        let run_id = body["run_id"].as_str().unwrap_or_default().to_string();
+        let run_id = self.start_sync(shop, full).await?;
         loop {
             let (_, report) = self
                 .call(
